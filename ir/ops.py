@@ -1,0 +1,211 @@
+"""The op vocabulary: one enum, and for each op its inputs, attributes and shape rule.
+
+Shapes are in numpy order: activations are (T, features) where T is the number of tokens in this step.
+Weights are (out, in) as PyTorch stores them; GGUF lists the same tensor as ne = [in, out].
+Composite ops (rms_norm, swiglu, attention) have a decomposition into primitives in `ir/decompose.py`
+rules, because devices differ in what they can run.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from .expr import BinOp, Expr, Num, Value, same_dim
+
+Shape = tuple[Expr, ...]
+
+
+class Op(enum.Enum):
+    # leaves
+    TOKENS = "tokens"
+    POSITIONS = "positions"
+    WEIGHT = "weight"
+    LOOP_IN = "loop_in"
+    # primitives
+    EMBED = "embed"
+    MATMUL = "matmul"
+    ADD = "add"
+    MUL = "mul"
+    SCALE = "scale"
+    SQR = "sqr"
+    MEAN = "mean"
+    RSQRT = "rsqrt"
+    SILU = "silu"
+    SOFTMAX = "softmax"
+    ROPE = "rope"
+    SWIGLU_OAI = "swiglu_oai"
+    TOPK = "top_k"
+    GATHER = "gather"
+    MOE_MATMUL = "moe_matmul"
+    WEIGHTED_SUM = "weighted_sum"
+    RESHAPE = "reshape"
+    TRANSFER = "transfer"
+    # composites
+    RMS_NORM = "rms_norm"
+    SWIGLU = "swiglu"
+    ATTENTION = "attention"
+
+
+class ShapeError(Exception):
+    """Raised by a shape rule; the caller adds the DSL location."""
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    op: Op
+    inputs: tuple[str, ...]                 # names; a trailing '?' marks an optional input
+    attrs: Mapping[str, Value | None] = field(default_factory=dict)  # default, or None = required
+    composite: bool = False
+    doc: str = ""
+
+    @property
+    def min_inputs(self) -> int:
+        return sum(1 for name in self.inputs if not name.endswith("?"))
+
+
+def _spec(op, inputs, attrs=None, composite=False, doc=""):
+    return OpSpec(op, tuple(inputs), dict(attrs or {}), composite, doc)
+
+
+ROPE_ATTRS = {"mode": "norm", "n_dims": None, "base": 10000.0, "freq_scale": 1.0, "ext_factor": 0.0,
+              "attn_factor": 1.0, "beta_fast": 32.0, "beta_slow": 1.0, "n_ctx_orig": 0}
+
+SPECS: dict[Op, OpSpec] = {s.op: s for s in [
+    _spec(Op.TOKENS, [], doc="token ids of this step, (T,) int32"),
+    _spec(Op.POSITIONS, [], doc="absolute positions of this step, (T,) int32"),
+    _spec(Op.WEIGHT, [], doc="a GGUF tensor"),
+    _spec(Op.LOOP_IN, [], doc="a value carried from one layer to the next"),
+    _spec(Op.EMBED, ["table", "tokens"], doc="rows of table (V, n) at tokens (T,) -> (T, n)"),
+    _spec(Op.MATMUL, ["x", "w", "bias?"], doc="x (..., n_in) @ w (n_out, n_in)^T [+ bias] -> (..., n_out)"),
+    _spec(Op.ADD, ["a", "b"], doc="a + b, b broadcast over leading axes"),
+    _spec(Op.MUL, ["a", "b"], doc="a * b, b broadcast over leading axes"),
+    _spec(Op.SCALE, ["x"], {"scale": 1.0, "bias": 0.0}, doc="x * scale + bias"),
+    _spec(Op.SQR, ["x"], doc="x * x"),
+    _spec(Op.MEAN, ["x"], doc="mean over the last axis, kept as size 1"),
+    _spec(Op.RSQRT, ["x"], doc="1 / sqrt(x)"),
+    _spec(Op.SILU, ["x"], doc="x * sigmoid(x)"),
+    _spec(Op.SOFTMAX, ["x"], doc="softmax over the last axis"),
+    _spec(Op.ROPE, ["x", "positions"], ROPE_ATTRS, doc="rotary embedding of x (T, heads, head_dim)"),
+    _spec(Op.SWIGLU_OAI, ["gate", "up"], {"alpha": 1.702, "limit": 7.0},
+          doc="gpt-oss: min(g, limit) * sigmoid(alpha * min(g, limit)) * (clamp(u, ±limit) + 1)"),
+    _spec(Op.TOPK, ["x"], {"k": None}, doc="indices of the k largest values of each row, descending"),
+    _spec(Op.GATHER, ["x", "index"], doc="x (T, n) at index (T, k) -> (T, k)"),
+    _spec(Op.MOE_MATMUL, ["x", "w", "selected", "bias?"],
+          doc="per token and selected expert e: w[e] (E, n_out, n_in) @ x -> (T, k, n_out)"),
+    _spec(Op.WEIGHTED_SUM, ["x", "weights"], doc="sum over k of x (T, k, n) * weights (T, k) -> (T, n)"),
+    _spec(Op.RESHAPE, ["x"], {"shape": None}, doc="same data, new shape"),
+    _spec(Op.TRANSFER, ["x"], {"src": None, "dst": None}, doc="copy between devices"),
+    _spec(Op.RMS_NORM, ["x"], {"eps": None}, composite=True, doc="x / sqrt(mean(x^2) + eps)"),
+    _spec(Op.SWIGLU, ["gate", "up"], composite=True, doc="silu(gate) * up"),
+    _spec(Op.ATTENTION, ["q", "k", "v", "sinks?"], {"scale": None, "window": 0}, composite=True,
+          doc="causal GQA attention over the KV cache of this layer; q (T, Hq, D), k/v (T, Hkv, D)"),
+]}
+assert set(SPECS) == set(Op), "every op needs a spec"
+
+LEAVES = frozenset({Op.TOKENS, Op.POSITIONS, Op.WEIGHT, Op.LOOP_IN})
+# Ops the DSL may call by name (leaves and transfers are made by the compiler).
+DSL_OPS: dict[str, Op] = {op.value: op for op in Op if op not in LEAVES and op is not Op.TRANSFER}
+
+
+# ---- shape rules ----------------------------------------------------------------------------------------
+
+DimEnv = Mapping[str, Value]
+
+
+def _expect(a: Expr, b: Expr, env: DimEnv, what: str) -> None:
+    if same_dim(a, b, env) is False:
+        va, vb = a.eval(env), b.eval(env)
+        raise ShapeError(f"{what}: {a} = {va} vs {b} = {vb}")
+
+
+def _fmt(shape: Shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _broadcast(a: Shape, b: Shape, env: DimEnv, op: str) -> Shape:
+    if len(b) > len(a):
+        a, b = b, a
+    for i, (da, db) in enumerate(zip(a[len(a) - len(b):], b)):
+        if da == Num(1) or db == Num(1):
+            continue
+        _expect(da, db, env, f"{op} of {_fmt(a)} and {_fmt(b)}, axis {i}")
+    return a
+
+
+def infer_shape(op: Op, shapes: Sequence[Shape | None], attrs: Mapping[str, Expr], env: DimEnv) -> Shape:
+    """The output shape of op given its input shapes (None for an absent optional input).
+
+    env binds whatever is known (hyperparameters); dims that can't be compared yet are accepted and
+    checked again when a GGUF file binds them.
+    """
+    s = shapes
+    if op in (Op.ADD, Op.MUL):
+        return _broadcast(s[0], s[1], env, op.value)
+    if op in (Op.SCALE, Op.SQR, Op.RSQRT, Op.SILU, Op.SOFTMAX, Op.RMS_NORM, Op.TRANSFER):
+        return s[0]
+    if op is Op.MEAN:
+        return s[0][:-1] + (Num(1),)
+    if op is Op.EMBED:
+        _rank(s[0], 2, "embed table")
+        return s[1] + (s[0][1],)
+    if op is Op.MATMUL:
+        _rank(s[1], 2, "matmul weight")
+        _expect(s[0][-1], s[1][1], env, f"matmul of x {_fmt(s[0])} by weight {_fmt(s[1])}: input features")
+        if s[2] is not None:
+            _expect(s[2][-1], s[1][0], env, f"matmul bias {_fmt(s[2])} vs weight {_fmt(s[1])}")
+        return s[0][:-1] + (s[1][0],)
+    if op is Op.ROPE:
+        _rank(s[0], 3, "rope input (T, heads, head_dim)")
+        return s[0]
+    if op in (Op.SWIGLU, Op.SWIGLU_OAI):
+        _expect(s[0][-1], s[1][-1], env, f"{op.value} of gate {_fmt(s[0])} and up {_fmt(s[1])}")
+        return s[0]
+    if op is Op.TOPK:
+        return s[0][:-1] + (attrs["k"],)
+    if op is Op.GATHER:
+        return s[1]
+    if op is Op.MOE_MATMUL:
+        _rank(s[1], 3, "moe_matmul weight (experts, out, in)")
+        _expect(s[0][-1], s[1][2], env, f"moe_matmul of x {_fmt(s[0])} by experts {_fmt(s[1])}: features")
+        return (s[0][0], s[2][-1], s[1][1])
+    if op is Op.WEIGHTED_SUM:
+        _rank(s[0], 3, "weighted_sum input (T, k, n)")
+        _expect(s[0][1], s[1][-1], env, f"weighted_sum of {_fmt(s[0])} by weights {_fmt(s[1])}")
+        return (s[0][0], s[0][2])
+    if op is Op.RESHAPE:
+        new = tuple(attrs["shape"])
+        old_n, new_n = _try_numel(s[0], env), _try_numel(new, env)
+        if old_n is not None and new_n is not None and old_n != new_n:
+            raise ShapeError(f"reshape of {_fmt(s[0])} ({old_n} elements) to {_fmt(new)} ({new_n} elements)")
+        return new
+    if op is Op.ATTENTION:
+        for name, shape in zip("qkv", s[:3]):
+            _rank(shape, 3, f"attention {name} (T, heads, head_dim)")
+        _expect(s[0][2], s[1][2], env, f"attention head size of q {_fmt(s[0])} and k {_fmt(s[1])}")
+        _expect(s[1][1], s[2][1], env, f"attention kv heads of k {_fmt(s[1])} and v {_fmt(s[2])}")
+        return (s[0][0], BinOp("*", s[0][1], s[2][2]))
+    raise ShapeError(f"no shape rule for {op.value}")
+
+
+def _rank(shape: Shape, rank: int, what: str) -> None:
+    if len(shape) != rank:
+        raise ShapeError(f"{what} must have {rank} axes, got {_fmt(shape)}")
+
+
+def _try_numel(shape: Shape, env: DimEnv) -> int | None:
+    from .expr import try_eval
+    n = 1
+    for d in shape:
+        v = try_eval(d, env)
+        if v is None:
+            return None
+        n *= int(v)
+    return n
+
+
+def numel(shape: Shape, env: DimEnv) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d.eval(env))
+    return n

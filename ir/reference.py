@@ -1,0 +1,200 @@
+"""The numpy reference: one function per op, the living definition of what each op computes.
+
+Numerics follow llama.cpp's CPU backend (see shared/docs/model-numerics.md): f32 activations, RMSNorm sum
+in double, RoPE angles built by repeated f32 multiplication, K/V cache stored as f16, activations
+quantized to the weight type's vec_dot_type before a matmul. Every kernel on every target is tested
+against these functions.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import quant
+
+f32 = np.float32
+
+
+def embed(table: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """table (V, n) f32, tokens (T,) -> (T, n)."""
+    return table[tokens].astype(f32)
+
+
+def matmul(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, ggml_type: str = "F32") -> np.ndarray:
+    """x (..., n_in) @ w (n_out, n_in)^T (+ bias). x is first converted to the weight type's vec_dot_type
+    (Q8_0, Q8_1, Q8_K, f16, bf16) as llama.cpp does; w is the dequantized weight."""
+    lead = x.shape[:-1]
+    x2 = quant.quantize_activations(np.ascontiguousarray(x, f32).reshape(-1, x.shape[-1]),
+                                    quant.VEC_DOT_TYPE[ggml_type])
+    y = (x2.astype(np.float64) @ w.astype(np.float64).T).astype(f32)
+    if bias is not None:
+        y = y + bias.astype(f32)
+    return y.reshape(*lead, w.shape[0])
+
+
+def add(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    return a if b is None else (a + b).astype(f32)
+
+
+def mul(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    return a if b is None else (a * b).astype(f32)
+
+
+def scale(x: np.ndarray, scale: float, bias: float) -> np.ndarray:
+    return (x * f32(scale) + f32(bias)).astype(f32)
+
+
+def sqr(x: np.ndarray) -> np.ndarray:
+    return (x * x).astype(f32)
+
+
+def mean(x: np.ndarray) -> np.ndarray:
+    """Mean over the last axis, accumulated in double (as ggml), kept as an axis of size 1."""
+    return (x.astype(np.float64).sum(axis=-1, keepdims=True) / x.shape[-1]).astype(f32)
+
+
+def rsqrt(x: np.ndarray) -> np.ndarray:
+    return (f32(1.0) / np.sqrt(x.astype(f32))).astype(f32)
+
+
+def rms_norm(x: np.ndarray, eps: float) -> np.ndarray:
+    """x / sqrt(mean(x^2) + eps): the squares summed in double, mean cast to f32, sqrtf in f32."""
+    ms = mean(sqr(x))
+    return (x * (f32(1.0) / np.sqrt(ms + f32(eps)))).astype(f32)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    x = x.astype(f32)
+    return (x / (f32(1.0) + np.exp(-x))).astype(f32)
+
+
+def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    return (silu(gate) * up).astype(f32)
+
+
+def swiglu_oai(gate: np.ndarray, up: np.ndarray, alpha: float, limit: float) -> np.ndarray:
+    """gpt-oss: the gate is clamped from above only, up on both sides, and up gets +1."""
+    g = np.minimum(gate, f32(limit)).astype(f32)
+    u = np.clip(up, f32(-limit), f32(limit)).astype(f32)
+    return (g / (f32(1.0) + np.exp(f32(alpha) * -g)) * (u + f32(1.0))).astype(f32)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp((x - x.max(axis=-1, keepdims=True)).astype(f32))
+    return (e / e.astype(np.float64).sum(axis=-1, keepdims=True)).astype(f32)
+
+
+def rope_cache(positions: np.ndarray, n_dims: int, base: float, freq_scale: float, ext_factor: float,
+               attn_factor: float, beta_fast: float, beta_slow: float, n_ctx_orig: int):
+    """cos, sin (T, n_dims/2) f32 as ggml builds them: theta_{i+1} = theta_i * base^(-2/n_dims) in f32,
+    YaRN ramp between the corrected dims when ext_factor != 0."""
+    half = n_dims // 2
+    theta_scale = f32(math.pow(base, -2.0 / n_dims))
+    theta = np.empty((len(positions), half), f32)
+    theta[:, 0] = positions.astype(f32)
+    for i in range(1, half):
+        theta[:, i] = theta[:, i - 1] * theta_scale
+    mscale = f32(attn_factor)
+    theta_interp = (f32(freq_scale) * theta).astype(f32)
+    if ext_factor != 0.0:
+        def corr_dim(rot):
+            return n_dims * math.log(n_ctx_orig / (rot * 2 * math.pi)) / (2 * math.log(base))
+        low = max(0.0, math.floor(corr_dim(beta_fast)))
+        high = min(n_dims - 1.0, math.ceil(corr_dim(beta_slow)))
+        i = np.arange(half, dtype=f32)
+        ramp = 1.0 - np.clip((i - low) / max(0.001, high - low), 0.0, 1.0)
+        mix = (ramp * ext_factor).astype(f32)
+        theta = (theta_interp * (1 - mix) + theta * mix).astype(f32)
+        mscale = f32(mscale * (1.0 + 0.1 * math.log(1.0 / freq_scale)))
+    else:
+        theta = theta_interp
+    return (np.cos(theta) * mscale).astype(f32), (np.sin(theta) * mscale).astype(f32)
+
+
+def rope(x: np.ndarray, positions: np.ndarray, mode: str, n_dims: int, base: float, freq_scale: float = 1.0,
+         ext_factor: float = 0.0, attn_factor: float = 1.0, beta_fast: float = 32.0, beta_slow: float = 1.0,
+         n_ctx_orig: int = 0) -> np.ndarray:
+    """x (T, heads, head_dim). NORM rotates pairs (2i, 2i+1); NEOX rotates (i, i + n_dims/2).
+    Dims at and past n_dims pass through."""
+    cos, sin = rope_cache(positions, n_dims, base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow,
+                          n_ctx_orig)
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    out = x.astype(f32).copy()
+    half = n_dims // 2
+    if mode == "norm":
+        x0, x1 = x[..., 0:n_dims:2], x[..., 1:n_dims:2]
+        out[..., 0:n_dims:2] = x0 * cos - x1 * sin
+        out[..., 1:n_dims:2] = x0 * sin + x1 * cos
+    elif mode == "neox":
+        x0, x1 = x[..., :half], x[..., half:n_dims]
+        out[..., :half] = x0 * cos - x1 * sin
+        out[..., half:n_dims] = x0 * sin + x1 * cos
+    else:
+        raise ValueError(f"unknown rope mode {mode!r}")
+    return out
+
+
+def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np.ndarray, scale: float,
+              window: int, sinks: np.ndarray | None) -> np.ndarray:
+    """Causal GQA attention of this step's queries over the cache.
+
+    q (T, Hq, D) f32; k_cache, v_cache (n_kv, Hkv, D) already holding this step's keys (stored as f16);
+    q_pos (T,) absolute positions; key j is visible to query t iff j <= q_pos[t] and
+    (window == 0 or q_pos[t] - j < window). sinks (Hq,) are extra logits, unscaled, only in the
+    denominator. Returns (T, Hq * D)."""
+    T, n_head, d = q.shape
+    n_kv, n_head_kv, dv = v_cache.shape
+    group = n_head // n_head_kv
+    qh = q.astype(np.float16).astype(np.float64)           # llama.cpp converts Q to f16 for K·Q
+    k = k_cache.astype(np.float64)
+    v = v_cache.astype(np.float64)
+    kpos = np.arange(n_kv)
+    visible = kpos[None, :] <= q_pos[:, None]
+    if window > 0:
+        visible &= (q_pos[:, None] - kpos[None, :]) < window
+    out = np.empty((T, n_head, dv), np.float64)
+    for h in range(n_head):
+        kh = k[:, h // group, :]                            # (n_kv, D)
+        s = (qh[:, h, :] @ kh.T) * scale                    # (T, n_kv)
+        s = np.where(visible, s, -np.inf)
+        m = s.max(axis=1, keepdims=True)
+        if sinks is not None:
+            m = np.maximum(m, float(sinks[h]))
+        e = np.exp(s - m)
+        denom = e.sum(axis=1, keepdims=True)
+        if sinks is not None:
+            denom = denom + np.exp(float(sinks[h]) - m)
+        out[:, h, :] = (e / denom) @ v[:, h // group, :]
+    return out.reshape(T, n_head * dv).astype(f32)
+
+
+def top_k(x: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values per row, largest first (ties: lower index first)."""
+    return np.argsort(-x, axis=-1, kind="stable")[..., :k].astype(np.int32)
+
+
+def gather(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return np.take_along_axis(x, index.astype(np.int64), axis=-1).astype(f32)
+
+
+def moe_matmul(x: np.ndarray, w: np.ndarray, selected: np.ndarray, bias: np.ndarray | None,
+               ggml_type: str = "F32") -> np.ndarray:
+    """For each token t and slot j: w[selected[t, j]] @ x[t] (+ bias[selected[t, j]]).
+    x (T, n_in) is shared by all slots, or (T, k, n_in) per slot; w (E, n_out, n_in); -> (T, k, n_out)."""
+    T, k = selected.shape
+    xs = np.broadcast_to(x[:, None, :], (T, k, x.shape[-1])) if x.ndim == 2 else x
+    out = np.empty((T, k, w.shape[1]), f32)
+    for t in range(T):
+        for j in range(k):
+            e = int(selected[t, j])
+            out[t, j] = matmul(xs[t, j][None, :], w[e], None if bias is None else bias[e], ggml_type)[0]
+    return out
+
+
+def weighted_sum(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """sum_j x[:, j] * weights[:, j], added in slot order as llama.cpp does."""
+    out = (x[:, 0] * weights[:, 0:1]).astype(f32)
+    for j in range(1, x.shape[1]):
+        out = (out + x[:, j] * weights[:, j:j + 1]).astype(f32)
+    return out

@@ -1,0 +1,53 @@
+"""llmc: a declarative graph compiler for large language models.
+
+    model = llmc.load("archs/llama.llmc", "SmolLM2-135M-Instruct.Q4_1.gguf", target="reference")
+    model.generate("The capital of France is", max_tokens=16)
+"""
+from __future__ import annotations
+
+import os
+
+from llmc.ir.errors import BindError, DslError, LlmcError
+
+__all__ = ["load", "arch_path", "LlmcError", "DslError", "BindError"]
+
+ARCHS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "archs")
+
+
+def arch_path(name_or_path: str) -> str:
+    """`llama` -> the packaged archs/llama.llmc; a path is returned as it is."""
+    if os.path.exists(name_or_path) or name_or_path.endswith(".llmc") or os.sep in name_or_path:
+        return name_or_path
+    import llmc.archs
+    packaged = os.path.join(os.path.dirname(llmc.archs.__file__), f"{name_or_path.replace('-', '_')}.llmc")
+    if os.path.exists(packaged):
+        return packaged
+    raise LlmcError(f"unknown architecture {name_or_path!r}: give a .llmc file or one of "
+                    f"{', '.join(sorted(f[:-5] for f in os.listdir(os.path.dirname(packaged)) if f.endswith('.llmc')))}")
+
+
+def load(arch_or_artifact: str, gguf_path: str, target: str = "reference", n_ctx: int | None = None, **options):
+    """A Model (logits, tokenize, detokenize, generate) for a GGUF file.
+
+    arch_or_artifact is an architecture (.llmc file or packaged name) for target="reference", or an
+    artifact directory written by `llmc compile` for a compiled target."""
+    from llmc.runtime.gguf_file import GGUFFile
+    from llmc.runtime.model import Model
+    from llmc.runtime.tokenizer import Tokenizer
+
+    gguf = GGUFFile(gguf_path)
+    tokenizer = Tokenizer.from_metadata(gguf.metadata)
+    if os.path.isdir(arch_or_artifact):
+        from llmc.runtime.artifact import load_engine
+        engine = load_engine(arch_or_artifact, gguf, n_ctx=n_ctx, **options)
+        target = engine.target
+    elif target == "reference":
+        from llmc.compiler.elaborate import load_arch
+        from llmc.runtime.reference_engine import ReferenceEngine
+        engine = ReferenceEngine(load_arch(arch_path(arch_or_artifact)), gguf, n_ctx=n_ctx)
+    else:
+        from llmc.compiler.driver import compile_to_temp
+        from llmc.runtime.artifact import load_engine
+        artifact = compile_to_temp(arch_path(arch_or_artifact), target, gguf_path=gguf.path)
+        engine = load_engine(artifact, gguf, n_ctx=n_ctx, **options)
+    return Model(engine, tokenizer, target)
