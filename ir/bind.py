@@ -26,13 +26,6 @@ class Binding:
     # weight node id -> one tensor per layer (layer weights) or a single entry; None = absent optional
     weights: dict[int, list[Any]] = field(default_factory=dict)
 
-    def env(self, layer: int | None = None, n_tokens: int | None = None) -> dict[str, Any]:
-        env = dict(self.params)
-        if layer is not None:
-            env["__layer__"] = layer
-        if n_tokens is not None:
-            env["T"] = n_tokens
-        return env
 
 
 def gguf_name(template: str, arch: str, layer_var: str, layer: int | None) -> str:
@@ -43,7 +36,7 @@ def bind(graph: Graph, metadata: Mapping[str, Any], tensors: Mapping[str, Any], 
     file_arch = metadata.get("general.architecture")
     if file_arch != graph.arch:
         raise BindError(f"{file} holds a {file_arch!r} model but {graph.source} describes {graph.arch!r}")
-    params = _bind_params(graph, metadata, tensors, file)
+    params = bind_params(graph.params.values(), graph.arch, metadata, tensors, file)
     n_layer = int(graph.layer_count.eval(params)) if graph.layer_count is not None else 0
     if graph.layer_count is not None and n_layer < 1:
         raise BindError(f"{file}: the model has {n_layer} layers")
@@ -56,11 +49,12 @@ def bind(graph: Graph, metadata: Mapping[str, Any], tensors: Mapping[str, Any], 
     return binding
 
 
-def _bind_params(graph: Graph, metadata, tensors, file: str) -> dict[str, Any]:
+def bind_params(params, arch: str, metadata, tensors, file: str) -> dict[str, Any]:
+    """Values of the hyperparameters, in declaration order, from one GGUF file's metadata and tensors."""
     env: dict[str, Any] = {}
-    for p in graph.params.values():
+    for p in params:
         if p.meta_key is not None:
-            key = p.meta_key.replace("{arch}", graph.arch)
+            key = p.meta_key.replace("{arch}", arch)
             if key in metadata:
                 value = metadata[key]
             elif p.default is not None:

@@ -159,3 +159,63 @@ def same_dim(a: Expr, b: Expr, env: Mapping[str, Value]) -> bool | None:
     if va is None or vb is None:
         return None
     return va == vb
+
+
+# ---- serialization (the manifest carries hyperparameter formulas to the runtime) ----------------------
+def to_json(e: Expr):
+    if isinstance(e, Num):
+        return {"num": e.value}
+    if isinstance(e, Name):
+        return {"name": e.id}
+    if isinstance(e, BinOp):
+        return {"op": e.op, "l": to_json(e.left), "r": to_json(e.right)}
+    if isinstance(e, Neg):
+        return {"neg": to_json(e.operand)}
+    if isinstance(e, Cond):
+        return {"if": to_json(e.test), "then": to_json(e.then), "else": to_json(e.otherwise)}
+    if isinstance(e, Call):
+        return {"call": e.func, "args": [to_json(a) for a in e.args]}
+    raise TypeError(f"not an expression: {e!r}")
+
+
+def from_json(j) -> Expr:
+    if "num" in j:
+        return Num(j["num"])
+    if "name" in j:
+        return Name(j["name"])
+    if "op" in j:
+        return BinOp(j["op"], from_json(j["l"]), from_json(j["r"]))
+    if "neg" in j:
+        return Neg(from_json(j["neg"]))
+    if "if" in j:
+        return Cond(from_json(j["if"]), from_json(j["then"]), from_json(j["else"]))
+    if "call" in j and j["call"] in _FUNCS:
+        return Call(j["call"], tuple(from_json(a) for a in j["args"]))
+    raise ValueError(f"not an expression: {j!r}")
+
+
+_C_FUNCS = {"sqrt": "sqrt", "log": "log", "min": "fmin", "max": "fmax", "int": "(int)", "float": "(double)"}
+
+
+def to_c(e: Expr, name: Callable[[str], str]) -> str:
+    """C source for e; name() maps each free name to C (a parameter, the layer index, the token count)."""
+    if isinstance(e, Num):
+        if isinstance(e.value, bool):
+            return "1" if e.value else "0"
+        if isinstance(e.value, str):
+            raise ValueError(f"a string ({e.value!r}) cannot appear in generated C")
+        return repr(float(e.value)) if isinstance(e.value, float) else str(e.value)
+    if isinstance(e, Name):
+        return name(e.id)
+    if isinstance(e, BinOp):
+        op = "&&" if e.op == "and" else e.op
+        if op == "%":
+            return f"((long)({to_c(e.left, name)}) % (long)({to_c(e.right, name)}))"
+        return f"({to_c(e.left, name)} {op} {to_c(e.right, name)})"
+    if isinstance(e, Neg):
+        return f"(-{to_c(e.operand, name)})"
+    if isinstance(e, Cond):
+        return f"({to_c(e.test, name)} ? {to_c(e.then, name)} : {to_c(e.otherwise, name)})"
+    if isinstance(e, Call):
+        return f"{_C_FUNCS[e.func]}({', '.join(to_c(a, name) for a in e.args)})"
+    raise TypeError(f"not an expression: {e!r}")

@@ -178,3 +178,19 @@ def verify(graph: Graph) -> None:
     for name, nid in graph.outputs.items():
         if nid not in graph.g:
             raise VerifyError(f"output {name!r} names a removed node")
+
+
+def param_to_json(p: Param) -> dict:
+    from .expr import to_json
+    return {"name": p.name, "meta_key": p.meta_key, "tensor_dim": list(p.tensor_dim) if p.tensor_dim else None,
+            "default": to_json(p.default) if p.default is not None else None,
+            "expr": to_json(p.expr) if p.expr is not None else None,
+            "loc": str(p.loc) if p.loc else None}
+
+
+def param_from_json(j: dict) -> Param:
+    from .expr import from_json
+    return Param(j["name"], None, meta_key=j["meta_key"],
+                 default=from_json(j["default"]) if j["default"] is not None else None,
+                 expr=from_json(j["expr"]) if j["expr"] is not None else None,
+                 tensor_dim=tuple(j["tensor_dim"]) if j["tensor_dim"] else None)

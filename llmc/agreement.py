@@ -1,0 +1,73 @@
+"""How closely two runs of a model agree: our logits against llama.cpp's, position by position.
+
+The measure is scale-free: at each position the largest |difference| over the vocabulary is divided by the
+standard deviation of the reference (llama.cpp) logits at that position, and the median over positions is
+reported. On F32-weight files a correct forward pass stays near 0.001-0.003 (see
+docs/model-numerics.md); quantized files, where llama.cpp also quantizes activations, reach ~0.05-0.1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Agreement:
+    top1: float                      # fraction of positions whose argmax token is the same
+    median_max_abs_over_std: float   # median over positions of max|ours - theirs| / std(theirs)
+    max_abs: float                   # largest |ours - theirs| anywhere
+    n_positions: int
+    worst_position: int              # position with the largest max|diff| / std
+
+    def __str__(self) -> str:
+        return (f"top-1 {self.top1:.3f} over {self.n_positions} positions, median max|diff|/std "
+                f"{self.median_max_abs_over_std:.4f}, max|diff| {self.max_abs:.4g} "
+                f"(worst position {self.worst_position})")
+
+
+def _as_2d(logits: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(logits, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} logits must be (n_positions, n_vocab), got shape {arr.shape}")
+    return arr
+
+
+def compare_logits(ours: np.ndarray, theirs: np.ndarray) -> Agreement:
+    """Compare (n_positions, n_vocab) logits; `theirs` is the reference whose std sets the scale."""
+    a = _as_2d(ours, "our")
+    b = _as_2d(theirs, "reference")
+    if a.shape != b.shape:
+        raise ValueError(f"logit shapes differ: ours {a.shape}, reference {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        bad = "ours" if not np.isfinite(a).all() else "reference"
+        raise ValueError(f"non-finite values in the {bad} logits")
+    max_abs = np.abs(a - b).max(axis=1)                     # (n_positions,)
+    std = np.maximum(b.std(axis=1), np.finfo(np.float32).tiny)
+    ratio = max_abs / std
+    return Agreement(
+        top1=float(np.mean(a.argmax(axis=1) == b.argmax(axis=1))),
+        median_max_abs_over_std=float(np.median(ratio)),
+        max_abs=float(max_abs.max()),
+        n_positions=a.shape[0],
+        worst_position=int(ratio.argmax()),
+    )
+
+
+def assert_agrees(ours: np.ndarray, theirs: np.ndarray, top1_min: float = 0.95,
+                  ratio_max: float = 0.15) -> Agreement:
+    """Raise AssertionError unless top-1 agreement >= top1_min and the median max|diff|/std <= ratio_max.
+
+    Returns the Agreement so callers can log it.
+    """
+    agreement = compare_logits(ours, theirs)
+    problems = []
+    if agreement.top1 < top1_min:
+        problems.append(f"top-1 agreement {agreement.top1:.3f} < {top1_min}")
+    if agreement.median_max_abs_over_std > ratio_max:
+        problems.append(f"median max|diff|/std {agreement.median_max_abs_over_std:.4f} > {ratio_max}")
+    if problems:
+        raise AssertionError(f"logits disagree with the reference: {'; '.join(problems)}\n  {agreement}")
+    return agreement

@@ -1,0 +1,116 @@
+"""Load a compiled artifact (manifest + shared library) through cffi and run it as a Model engine.
+
+The manifest is the contract: this module never imports the compiler or codegen. Hyperparameters are
+evaluated here from the GGUF metadata with the formulas the manifest carries; the C side maps the file
+and checks every tensor it binds.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from llmc.ir.bind import bind_params
+from llmc.ir.errors import BindError, LlmcError
+from llmc.ir.graph import param_from_json
+
+from .gguf_file import GGUFFile
+
+FORMAT_VERSION = 1
+_CDEF = """
+typedef struct llmc_model llmc_model;
+llmc_model *llmc_model_load(const char *gguf_path, const double *params, int n_params, int n_ctx, int n_batch,
+                            int n_threads, char *err, size_t err_len);
+int llmc_forward(llmc_model *m, const int32_t *tokens, int n_tokens, int pos, float *logits, int all_logits,
+                 char *err, size_t err_len);
+void llmc_model_free(llmc_model *m);
+int llmc_model_n_params(void);
+int llmc_model_n_vocab(const llmc_model *m);
+size_t llmc_model_arena_bytes(const llmc_model *m);
+"""
+_ffi = None
+
+
+def _get_ffi():
+    global _ffi
+    if _ffi is None:
+        import cffi
+        _ffi = cffi.FFI()
+        _ffi.cdef(_CDEF)
+    return _ffi
+
+
+def read_manifest(artifact_dir: str) -> dict:
+    path = os.path.join(artifact_dir, "manifest.json")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except OSError:
+        raise LlmcError(f"{artifact_dir}: not an llmc artifact (no manifest.json)") from None
+    except json.JSONDecodeError as exc:
+        raise LlmcError(f"{path}: corrupt manifest: {exc}") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise LlmcError(f"{path}: manifest format {manifest.get('format_version')}, this llmc reads {FORMAT_VERSION}")
+    return manifest
+
+
+class CEngine:
+    """A compiled model in a shared library; one sequence, KV cache inside the C model."""
+
+    def __init__(self, artifact_dir: str, gguf: GGUFFile, n_ctx: int | None = None, n_batch: int = 64,
+                 n_threads: int | None = None):
+        manifest = read_manifest(artifact_dir)
+        self.target = manifest["target"]
+        if gguf.arch != manifest["arch"]:
+            raise BindError(f"{gguf.path} holds a {gguf.arch!r} model but the artifact was compiled for "
+                            f"{manifest['arch']!r}")
+        params = bind_params([param_from_json(p) for p in manifest["params"]], manifest["arch"], gguf.metadata,
+                             gguf.tensors, gguf.path)
+        spec = manifest.get("specialized")
+        if spec:
+            for name, value in spec["params"].items():
+                if params.get(name) != value:
+                    raise BindError(f"this artifact was specialized for {spec['file']} ({name} = {value}); "
+                                    f"{gguf.path} has {name} = {params.get(name)}")
+        values = [float(v) if isinstance(v, (int, float)) else float("nan") for v in params.values()]
+        ctx_len = int(gguf.metadata.get(f"{manifest['arch']}.context_length", 2048))
+        self.n_ctx = int(n_ctx or min(ctx_len, 4096))
+        ffi = _get_ffi()
+        self._ffi = ffi
+        self._lib = ffi.dlopen(os.path.join(os.path.abspath(artifact_dir), manifest["library"]))
+        err = ffi.new("char[]", 1024)
+        threads = n_threads or min(os.cpu_count() or 1, 8)
+        model = self._lib.llmc_model_load(gguf.path.encode(), ffi.new("double[]", values), len(values),
+                                          self.n_ctx, n_batch, threads, err, 1024)
+        if model == ffi.NULL:
+            raise BindError(ffi.string(err).decode(errors="replace"))
+        self._model = ffi.gc(model, self._lib.llmc_model_free)
+        self.n_vocab = int(self._lib.llmc_model_n_vocab(model))
+        self.n_batch = min(n_batch, self.n_ctx)
+        self.arena_bytes = int(self._lib.llmc_model_arena_bytes(model))
+        self._err = err
+        self.n_past = 0
+
+    def reset(self) -> None:
+        self.n_past = 0
+
+    def forward(self, tokens: np.ndarray, all_logits: bool) -> np.ndarray:
+        tokens = np.ascontiguousarray(tokens, np.int32)
+        out = []
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start:start + self.n_batch]
+            rows = len(chunk) if all_logits else 1
+            logits = np.empty((rows, self.n_vocab), np.float32)
+            ok = self._lib.llmc_forward(self._model, self._ffi.cast("int32_t *", chunk.ctypes.data), len(chunk),
+                                        self.n_past, self._ffi.cast("float *", logits.ctypes.data),
+                                        1 if all_logits else 0, self._err, 1024)
+            if not ok:
+                raise LlmcError(self._ffi.string(self._err).decode(errors="replace"))
+            self.n_past += len(chunk)
+            out.append(logits)
+        return np.concatenate(out) if all_logits else out[-1]
+
+
+def load_engine(artifact_dir: str, gguf: GGUFFile, n_ctx: int | None = None, **options) -> CEngine:
+    return CEngine(artifact_dir, gguf, n_ctx=n_ctx, **options)

@@ -1,0 +1,126 @@
+/* See llmc_runtime.h. */
+#include "llmc_runtime.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llmc_common.h"
+#include "llmc_kernels.h"
+
+int llmc_fail(char *err, size_t err_len, const char *fmt, ...)
+{
+    if (err && err_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return 0;
+}
+
+void *llmc_aligned_alloc(size_t bytes)
+{
+    size_t rounded = (bytes + LLMC_ALIGN - 1) / LLMC_ALIGN * LLMC_ALIGN;
+    void *p = aligned_alloc(LLMC_ALIGN, rounded ? rounded : LLMC_ALIGN);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+/* The weight types the kernels handle. */
+static int supported_type(int type)
+{
+    switch (type) {
+    case 0: case 1: case 2: case 3: case 8: case 12: case 14: case 30: case 39: return 1;
+    default: return 0;
+    }
+}
+
+static void format_ne(char *buf, size_t len, int n_dims, const int64_t *ne)
+{
+    size_t used = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < n_dims && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? ", " : "", (long long)ne[i]);
+    if (used < len) snprintf(buf + used, len - used, "]");
+}
+
+int llmc_bind_weight(const llmc_gguf *g, const char *name, const char *fallback, int optional, int kind,
+                     int want_type, int n_dims, const int64_t *ne, llmc_weight *out, char *err, size_t err_len)
+{
+    const llmc_gguf_tensor *t = llmc_gguf_find_tensor(g, name);
+    if (!t && fallback) t = llmc_gguf_find_tensor(g, fallback);
+    if (!t) {
+        out->data = NULL;
+        out->type = -1;
+        out->name = name;
+        return optional ? 1 : llmc_fail(err, err_len, "the GGUF file has no tensor '%s'", name);
+    }
+    char want[96], have[96];
+    format_ne(want, sizeof want, n_dims, ne);
+    format_ne(have, sizeof have, (int)t->n_dims, t->ne);
+    int same = (int)t->n_dims == n_dims;
+    for (int i = 0; same && i < n_dims; i++) same = t->ne[i] == ne[i];
+    if (!same)
+        return llmc_fail(err, err_len, "tensor '%s' (data at byte %llu) has ne %s, the model expects %s", t->name,
+                         (unsigned long long)t->offset, have, want);
+    if (!supported_type((int)t->type) || (kind == LLMC_WEIGHT_F32 && t->type != 0))
+        return llmc_fail(err, err_len, "tensor '%s' (data at byte %llu) has type %s, which this use does not take (%s)",
+                         t->name, (unsigned long long)t->offset, llmc_gguf_type_name((int)t->type),
+                         kind == LLMC_WEIGHT_F32 ? "F32 only" : "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, MXFP4");
+    if (want_type >= 0 && (int)t->type != want_type)
+        return llmc_fail(err, err_len, "tensor '%s' has type %s but this artifact was specialized for %s; "
+                         "compile a generic artifact or specialize it for this file", t->name,
+                         llmc_gguf_type_name((int)t->type), llmc_gguf_type_name(want_type));
+    out->data = t->data;
+    out->type = (int)t->type;
+    out->name = t->name;
+    return 1;
+}
+
+size_t llmc_max_scratch_bytes(const llmc_gguf *g, int n_batch)
+{
+    /* the widest activation format is 4 bytes per element (f16/bf16 kept as f32), plus block headers */
+    int64_t widest = 0;
+    for (int i = 0; i < llmc_gguf_n_tensors(g); i++) {
+        const llmc_gguf_tensor *t = llmc_gguf_tensor_at(g, i);
+        if (t->ne[0] > widest) widest = t->ne[0];
+    }
+    return (size_t)widest * (size_t)n_batch * 4 + 4096;
+}
+
+#define LLMC_FOR_TYPES(X) \
+    X(0, f32) X(1, f16) X(30, bf16) X(8, q8_0) X(2, q4_0) X(3, q4_1) X(12, q4_k) X(14, q6_k) X(39, mxfp4)
+
+void llmc_matmul_any(int type, llmc_threads *th, float *y, const void *w, const float *x, int n_in, int n_out,
+                     int n_tokens, void *scratch)
+{
+    switch (type) {
+#define CASE(id, name) case id: llmc_matmul_##name(th, y, w, x, n_in, n_out, n_tokens, scratch); return;
+    LLMC_FOR_TYPES(CASE)
+#undef CASE
+    default: abort();   /* unreachable: llmc_bind_weight refused the type */
+    }
+}
+
+void llmc_embed_any(int type, float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd)
+{
+    switch (type) {
+#define CASE(id, name) case id: llmc_embed_##name(y, table, tokens, n_tokens, n_embd); return;
+    LLMC_FOR_TYPES(CASE)
+#undef CASE
+    default: abort();
+    }
+}
+
+void llmc_moe_matmul_any(int type, llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
+                         const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
+                         void *scratch)
+{
+    switch (type) {
+#define CASE(id, name) case id: llmc_moe_matmul_##name(th, y, w, x, x_per_slot, sel, bias, n_in, n_out, n_tokens, k, scratch); return;
+    LLMC_FOR_TYPES(CASE)
+#undef CASE
+    default: abort();
+    }
+}

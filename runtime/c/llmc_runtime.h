@@ -1,0 +1,61 @@
+/* The C runtime's support for generated models: weight binding with checks, per-type kernel dispatch,
+ * error reporting, aligned allocation, and the entry points every generated model defines. */
+#ifndef LLMC_RUNTIME_H
+#define LLMC_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmc_gguf.h"
+#include "llmc_threads.h"
+
+typedef struct {
+    const void *data;        /* into the mapped GGUF file; NULL for an absent optional weight */
+    int type;                /* GGUF type id */
+    const char *name;
+} llmc_weight;
+
+enum { LLMC_WEIGHT_ANY = 0, LLMC_WEIGHT_F32 = 1 };
+
+/* Write a printf-style message into err; returns 0 so callers can `return llmc_fail(...)`. */
+int llmc_fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void *llmc_aligned_alloc(size_t bytes);      /* 64-byte aligned, zeroed; free() to release */
+
+/* Find `name` (else `fallback`), check its type is usable for `kind` (and equals want_type unless -1)
+ * and that its ne equals the expected dims. An absent optional weight binds to data NULL. */
+int llmc_bind_weight(const llmc_gguf *g, const char *name, const char *fallback, int optional, int kind,
+                     int want_type, int n_dims, const int64_t *ne, llmc_weight *out, char *err, size_t err_len);
+
+/* Bytes of activation scratch enough for any matmul of this file at n_batch tokens. */
+size_t llmc_max_scratch_bytes(const llmc_gguf *g, int n_batch);
+
+/* The dense matmul kernels (codegen/c/templates/matmul_<type>.c.j2): y (n_tokens, n_out) = x · Wᵀ. */
+#define LLMC_DECLARE_MATMUL(name) \
+    void llmc_matmul_##name(llmc_threads *th, float *y, const void *w, const float *x, int n_in, int n_out, \
+                            int n_tokens, void *scratch);
+LLMC_DECLARE_MATMUL(f32) LLMC_DECLARE_MATMUL(f16) LLMC_DECLARE_MATMUL(bf16) LLMC_DECLARE_MATMUL(q8_0)
+LLMC_DECLARE_MATMUL(q4_0) LLMC_DECLARE_MATMUL(q4_1) LLMC_DECLARE_MATMUL(q4_k) LLMC_DECLARE_MATMUL(q6_k)
+LLMC_DECLARE_MATMUL(mxfp4)
+#undef LLMC_DECLARE_MATMUL
+
+/* Kernels chosen by the weight's GGUF type at run time (generic artifacts). */
+void llmc_matmul_any(int type, llmc_threads *th, float *y, const void *w, const float *x, int n_in, int n_out,
+                     int n_tokens, void *scratch);
+void llmc_embed_any(int type, float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd);
+void llmc_moe_matmul_any(int type, llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
+                         const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
+                         void *scratch);
+
+/* Defined by every generated model.c. */
+typedef struct llmc_model llmc_model;
+llmc_model *llmc_model_load(const char *gguf_path, const double *params, int n_params, int n_ctx, int n_batch,
+                            int n_threads, char *err, size_t err_len);
+int llmc_forward(llmc_model *m, const int32_t *tokens, int n_tokens, int pos, float *logits, int all_logits,
+                 char *err, size_t err_len);
+void llmc_model_free(llmc_model *m);
+int llmc_model_n_params(void);
+int llmc_model_n_vocab(const llmc_model *m);
+int llmc_model_n_ctx(const llmc_model *m);
+size_t llmc_model_arena_bytes(const llmc_model *m);
+
+#endif

@@ -1,0 +1,407 @@
+"""C op kernels (codegen/c/kernels.py) against their definitions in llmc.ir.reference.
+
+Every kernel family (every weight type of the typed ones), the matmul kernels moe_matmul calls and
+llmc_threads.c are compiled once per session into one shared library with
+``gcc -O2 -march=native -fPIC -Wall -Wextra -Werror`` and called through cffi (ABI mode); the cffi
+declarations are read from runtime/c/llmc_kernels.h, so the test and the header cannot drift apart.
+
+Tolerances (relative to the size of the values involved), and why:
+- embed, add, mul, gather, top_k, mean: the same float operations as the reference, so 1e-6 (only an
+  FMA the compiler may contract, e.g. Q4_K's d·q − m, differs), indices exactly;
+- scale, sqr, rsqrt, silu, swiglu, rms_norm, softmax, weighted_sum: 1e-5 (libm expf vs numpy's f32
+  exp, FMA contraction);
+- rope: 1e-5 of the rotated pair's size plus the cost of a one-ulp angle difference (an FMA in the
+  YaRN blend, cosf vs numpy's f32 cos): 4·2⁻²⁴·|angle|;
+- attention: 2e-3 of max|V| (the reference sums in double, the kernel in f32 over up to 64 keys);
+- moe_matmul: 1e-5·Σ|w||x| per output as the matmul test (the activation quantization is exact).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cffi
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmc.codegen.c.kernels import (KERNELS, attention_scratch_bytes, function_names, kernels_header,
+                                    moe_matmul_scratch_bytes, render_kernel)
+from llmc.codegen.c.matmul import MATMUL_TYPES, function_name, render_matmul
+from llmc.ir import quant, reference
+
+RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime" / "c"
+FLAGS = ("-O2", "-march=native", "-fPIC", "-Wall", "-Wextra", "-Werror")
+N_THREADS = 2
+f32 = np.float32
+
+# A few dozen examples per property keep the whole file well under a minute.
+FEW = settings(max_examples=25, deadline=None)
+
+
+def cdef_from_header(text: str) -> str:
+    """llmc_kernels.h without preprocessor lines and the C++ guard, which cffi cannot parse."""
+    lines = [line for line in text.splitlines()
+             if not line.startswith("#") and line.strip() not in ('extern "C" {', "}")]
+    return "typedef struct llmc_threads llmc_threads;\n" + "\n".join(lines)
+
+
+C_TYPES = {"<f4": "float[]", "<i4": "int32_t[]", "<u2": "uint16_t[]", "|u1": "uint8_t[]"}
+
+
+class Library:
+    """Every kernel, compiled into one .so, and a pool of N_THREADS."""
+
+    def __init__(self, out_dir: Path):
+        sources = [RUNTIME_C / "llmc_threads.c"]
+        units = {f"{function_name(t)}.c": render_matmul(t) for t in MATMUL_TYPES}
+        for name, family in KERNELS.items():
+            for ggml_type in family.weight_types or (None,):
+                units[f"{name}{'_' + ggml_type.lower() if ggml_type else ''}.c"] = render_kernel(name, ggml_type)
+        for file_name, text in units.items():
+            (out_dir / file_name).write_text(text)
+            sources.append(out_dir / file_name)
+
+        def compile_one(src: Path) -> Path:
+            obj = out_dir / (src.stem + ".o")
+            cmd = ["gcc", *FLAGS, f"-I{RUNTIME_C}", "-c", str(src), "-o", str(obj)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stderr}"
+            return obj
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            objects = list(pool.map(compile_one, sources))
+        lib_path = out_dir / "libllmc_kernels.so"
+        subprocess.run(["gcc", "-shared", "-o", str(lib_path), *map(str, objects), "-lm", "-lpthread"],
+                       check=True)
+        self.ffi = cffi.FFI()
+        self.ffi.cdef(cdef_from_header(kernels_header()) + """
+            llmc_threads *llmc_threads_create(int n);
+            void llmc_threads_destroy(llmc_threads *th);""")
+        self.lib = self.ffi.dlopen(str(lib_path))
+        self.pool = self.ffi.gc(self.lib.llmc_threads_create(N_THREADS), self.lib.llmc_threads_destroy)
+
+    def ptr(self, a: np.ndarray | None):
+        """A C pointer to a contiguous array's data (NULL for None)."""
+        if a is None:
+            return self.ffi.NULL
+        assert a.flags.c_contiguous
+        return self.ffi.from_buffer(C_TYPES[a.dtype.str], a)
+
+    def call(self, fn: str, *args):
+        converted = [self.ptr(a) if isinstance(a, np.ndarray) or a is None else a for a in args]
+        getattr(self.lib, fn)(*converted)
+
+
+@pytest.fixture(scope="session")
+def lib(tmp_path_factory) -> Library:
+    return Library(tmp_path_factory.mktemp("c_kernels"))
+
+
+def seeds():
+    return st.integers(0, 2**32 - 1)
+
+
+def assert_close(y: np.ndarray, ref: np.ndarray, rel: float, scale: np.ndarray | float | None = None):
+    """|y - ref| <= rel * scale elementwise, scale defaulting to max(|ref|, tiny)."""
+    scale = np.maximum(np.abs(ref), 1e-30) if scale is None else scale
+    err = np.abs(y.astype(np.float64) - ref.astype(np.float64))
+    bad = err > rel * scale
+    assert not bad.any(), f"{bad.sum()} of {bad.size} off; worst {err.max():.3g} (rel {rel})"
+
+
+# ---- weights in ggml layout --------------------------------------------------------------------------
+
+# byte offsets of the f16 scale fields of each block type; every other byte is a valid code
+F16_SCALE_FIELDS = {"Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q4_K": (0, 2), "Q6_K": (208,)}
+
+
+def random_rows(ggml_type: str, rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
+    """Bytes of a random (rows, n) tensor of ggml_type: random codes, small finite scales."""
+    values = rng.standard_normal((rows, n)).astype(f32)
+    if ggml_type == "F32":
+        return values.view(np.uint8).reshape(-1)
+    if ggml_type == "F16":
+        return values.astype(np.float16).view(np.uint8).reshape(-1)
+    if ggml_type == "BF16":
+        return (values.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8).reshape(-1)
+    block, nbytes = quant.BLOCK_LAYOUT[ggml_type]
+    raw = rng.integers(0, 256, size=(rows * n // block, nbytes), dtype=np.uint8)
+    if ggml_type == "MXFP4":
+        raw[:, 0] = rng.integers(118, 130, size=raw.shape[0])         # scales 2^-10 .. 2^1
+    for off in F16_SCALE_FIELDS.get(ggml_type, ()):
+        raw[:, off:off + 2] = rng.uniform(-0.05, 0.05, size=(raw.shape[0], 1)).astype(np.float16).view(np.uint8)
+    return raw.reshape(-1)
+
+
+def block_sizes(ggml_type: str):
+    """Row lengths to try: 1..3 blocks (at least 32 elements for the float types)."""
+    block = quant.BLOCK_LAYOUT[ggml_type][0]
+    return st.integers(1, 3).map(lambda b: b * max(block, 32)) if block > 1 else st.integers(1, 70)
+
+
+# ---- embedding ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ggml_type", MATMUL_TYPES)
+@FEW
+@given(data=st.data(), seed=seeds())
+def test_embed(lib, ggml_type, data, seed):
+    rng = np.random.default_rng(seed)
+    n_embd = data.draw(block_sizes(ggml_type))
+    vocab = data.draw(st.integers(1, 9))
+    tokens = rng.integers(0, vocab, size=data.draw(st.integers(1, 6))).astype(np.int32)
+    raw = random_rows(ggml_type, rng, vocab, n_embd)
+    y = np.full((len(tokens), n_embd), np.nan, f32)
+    lib.call(function_names("embed", ggml_type)[0], y, raw, tokens, len(tokens), n_embd)
+    table = quant.dequantize(raw, ggml_type, n_embd, vocab)
+    ref = reference.embed(table, tokens)
+    assert_close(y, ref, 1e-6, scale=np.abs(ref).max() + 1e-30)
+
+
+# ---- elementwise ----------------------------------------------------------------------------------------
+
+shapes = st.tuples(st.integers(1, 5), st.integers(1, 70))
+
+
+@pytest.mark.parametrize("op", ["add", "mul"])
+@FEW
+@given(shape=shapes, broadcast=st.booleans(), seed=seeds())
+def test_binary(lib, op, shape, broadcast, seed):
+    rng = np.random.default_rng(seed)
+    rows, n = shape
+    a = rng.standard_normal((rows, n)).astype(f32)
+    b = rng.standard_normal((1 if broadcast else rows, n)).astype(f32)
+    y = np.empty_like(a)
+    lib.call(f"llmc_{op}_f32", y, a, b, rows, n, b.shape[0])
+    assert_close(y, getattr(reference, op)(a, b), 1e-6, scale=np.abs(a * b) + np.abs(a) + np.abs(b))
+
+
+@FEW
+@given(n=st.integers(1, 200), scale=st.floats(-4, 4, width=32), bias=st.floats(-4, 4, width=32), seed=seeds())
+def test_unary(lib, n, scale, bias, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * 4).astype(f32)
+    y = np.empty_like(x)
+    lib.call("llmc_scale_f32", y, x, n, scale, bias)
+    assert_close(y, reference.scale(x, scale, bias), 1e-6, scale=np.abs(x * scale) + abs(bias) + 1e-30)
+    lib.call("llmc_sqr_f32", y, x, n)
+    assert_close(y, reference.sqr(x), 1e-6)
+    lib.call("llmc_silu_f32", y, x, n)
+    assert_close(y, reference.silu(x), 1e-5, scale=np.abs(x) + 1e-30)
+    positive = np.abs(x) + f32(1e-3)
+    lib.call("llmc_rsqrt_f32", y, positive, n)
+    assert_close(y, reference.rsqrt(positive), 1e-6)
+
+
+@FEW
+@given(n=st.integers(1, 200), seed=seeds())
+def test_swiglu(lib, n, seed):
+    rng = np.random.default_rng(seed)
+    g, u = (rng.standard_normal((2, n)) * 5).astype(f32)
+    y = np.empty_like(g)
+    lib.call("llmc_swiglu_f32", y, g, u, n)
+    assert_close(y, reference.swiglu(g, u), 1e-5, scale=np.abs(g * u) + 1e-30)
+    lib.call("llmc_swiglu_oai_f32", y, g, u, n, 1.702, 7.0)
+    ref = reference.swiglu_oai(g, u, 1.702, 7.0)
+    assert_close(y, ref, 1e-5, scale=np.abs(np.minimum(g, 7) * (np.clip(u, -7, 7) + 1)) + 1e-30)
+
+
+# ---- rows -----------------------------------------------------------------------------------------------
+
+@FEW
+@given(shape=shapes, seed=seeds())
+def test_mean(lib, shape, seed):
+    x = np.random.default_rng(seed).standard_normal(shape).astype(f32)
+    y = np.empty(shape[0], f32)
+    lib.call("llmc_mean_f32", y, x, *shape)
+    assert_close(y, reference.mean(x)[:, 0], 1e-6, scale=np.abs(x).mean(axis=1))
+
+
+@FEW
+@given(shape=shapes, eps=st.sampled_from([1e-5, 1e-6]), seed=seeds())
+def test_rms_norm(lib, shape, eps, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 3).astype(f32)
+    w = rng.standard_normal(shape[1]).astype(f32)
+    y = np.empty_like(x)
+    lib.call("llmc_rms_norm_f32", y, x, *shape, eps)
+    ref = reference.rms_norm(x, eps)
+    assert_close(y, ref, 1e-5, scale=np.abs(ref) + 1e-30)
+    lib.call("llmc_rms_norm_mul_f32", y, x, w, *shape, eps)
+    ref = reference.mul(reference.rms_norm(x, eps), w)
+    assert_close(y, ref, 1e-5, scale=np.abs(ref) + 1e-30)
+
+
+@FEW
+@given(shape=shapes, seed=seeds())
+def test_softmax(lib, shape, seed):
+    x = (np.random.default_rng(seed).standard_normal(shape) * 5).astype(f32)
+    y = np.empty_like(x)
+    lib.call("llmc_softmax_f32", y, x, *shape)
+    assert_close(y, reference.softmax(x), 1e-5, scale=reference.softmax(x) + 1e-30)
+
+
+# ---- rope -----------------------------------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(mode=st.sampled_from(["norm", "neox"]), yarn=st.booleans(), head_dim=st.sampled_from([8, 32, 64, 80]),
+       dims_cut=st.sampled_from([0, 0, 4, 16]), n_heads=st.integers(1, 4), n_tokens=st.integers(1, 5),
+       base=st.sampled_from([10000.0, 150000.0, 1e6]), seed=seeds())
+def test_rope(lib, mode, yarn, head_dim, dims_cut, n_heads, n_tokens, base, seed):
+    rng = np.random.default_rng(seed)
+    n_dims = max(2, head_dim - dims_cut)
+    x = rng.standard_normal((n_tokens, n_heads, head_dim)).astype(f32)
+    pos = rng.integers(0, 3000, size=n_tokens).astype(np.int32)
+    yarn_args = dict(freq_scale=1 / 32, ext_factor=1.0, attn_factor=1.0, beta_fast=32.0, beta_slow=1.0,
+                     n_ctx_orig=4096) if yarn else {}
+    ref = reference.rope(x, pos, mode, n_dims, base, **yarn_args)
+
+    no_yarn = dict(freq_scale=1.0, ext_factor=0.0, attn_factor=1.0, beta_fast=32.0, beta_slow=1.0, n_ctx_orig=0)
+    params = lib.ffi.new("llmc_rope_params *", {
+        "mode": 0 if mode == "norm" else 2, "n_dims": n_dims, "base": base, **no_yarn, **yarn_args})
+    y = x.copy()
+    lib.call("llmc_rope_f32", y, pos, n_tokens, n_heads, head_dim, params)
+
+    # a one-ulp angle difference moves the result by ~|x| * ulp(angle); pos bounds every angle
+    pair = np.sqrt((x ** 2).sum(axis=-1, keepdims=True))
+    mscale = 1 + 0.1 * np.log(32) if yarn else 1.0
+    angle_err = 4 * 2.0 ** -24 * np.maximum(pos, 1)[:, None, None]
+    assert_close(y, ref, 1.0, scale=pair * mscale * (1e-5 + angle_err))
+    np.testing.assert_array_equal(y[..., n_dims:], x[..., n_dims:])
+
+
+# ---- attention ------------------------------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(n_head_kv=st.integers(1, 3), group=st.sampled_from([1, 2, 4]), head_dim=st.sampled_from([4, 16, 64]),
+       pos=st.integers(0, 40), n_tokens=st.integers(1, 8), window=st.sampled_from([0, 0, 1, 5, 16]),
+       use_sinks=st.booleans(), seed=seeds())
+def test_attention(lib, n_head_kv, group, head_dim, pos, n_tokens, window, use_sinks, seed):
+    rng = np.random.default_rng(seed)
+    n_head = n_head_kv * group
+    n_ctx = pos + n_tokens + int(rng.integers(0, 4))
+    q = rng.standard_normal((n_tokens, n_head, head_dim)).astype(f32)
+    k_new, v_new = rng.standard_normal((2, n_tokens, n_head_kv, head_dim)).astype(f32)
+    # earlier steps' keys and values are already in the cache; rows past the step hold junk
+    k_cache = rng.standard_normal((n_ctx, n_head_kv, head_dim)).astype(np.float16)
+    v_cache = rng.standard_normal((n_ctx, n_head_kv, head_dim)).astype(np.float16)
+    sinks = rng.standard_normal(n_head).astype(f32) * 2 if use_sinks else None
+    scale = float(1 / np.sqrt(head_dim))
+
+    expected_k, expected_v = k_cache.copy(), v_cache.copy()
+    expected_k[pos:pos + n_tokens] = k_new.astype(np.float16)
+    expected_v[pos:pos + n_tokens] = v_new.astype(np.float16)
+    n_kv = pos + n_tokens
+    ref = reference.attention(q, expected_k[:n_kv].astype(f32), expected_v[:n_kv].astype(f32),
+                              pos + np.arange(n_tokens), scale, window, sinks)
+
+    out = np.full((n_tokens, n_head * head_dim), np.nan, f32)
+    scratch = np.zeros(attention_scratch_bytes(n_ctx, N_THREADS) // 4, f32)
+    lib.call("llmc_attention_f32", lib.pool, out, q, k_new, v_new, k_cache.view(np.uint16),
+             v_cache.view(np.uint16), n_tokens, pos, n_head, n_head_kv, head_dim, n_ctx, scale, window, sinks,
+             scratch)
+    np.testing.assert_array_equal(k_cache, expected_k)
+    np.testing.assert_array_equal(v_cache, expected_v)
+    assert_close(out, ref, 2e-3, scale=np.abs(expected_v[:n_kv].astype(f32)).max())
+
+
+def test_attention_in_place(lib):
+    """out may alias q (same (n_tokens, n_head, head_dim) layout)."""
+    rng = np.random.default_rng(0)
+    n_tokens, n_head, n_head_kv, d, n_ctx = 3, 4, 2, 16, 8
+    q = rng.standard_normal((n_tokens, n_head, d)).astype(f32)
+    k_new, v_new = rng.standard_normal((2, n_tokens, n_head_kv, d)).astype(f32)
+    caches = [np.zeros((2, n_ctx, n_head_kv, d), np.uint16) for _ in range(2)]
+    scratch = np.zeros(attention_scratch_bytes(n_ctx, N_THREADS) // 4, f32)
+    separate = np.empty((n_tokens, n_head * d), f32)
+    in_place = q.copy()
+    for out, q_in, (kc, vc) in ((separate, q, caches[0]), (in_place, in_place, caches[1])):
+        lib.call("llmc_attention_f32", lib.pool, out, q_in, k_new, v_new, kc, vc, n_tokens, 2, n_head,
+                 n_head_kv, d, n_ctx, 0.25, 0, None, scratch)
+    np.testing.assert_array_equal(in_place.reshape(separate.shape), separate)
+
+
+# ---- mixture of experts ---------------------------------------------------------------------------------
+
+@FEW
+@given(rows=st.integers(1, 4), n=st.integers(1, 40), data=st.data(), seed=seeds())
+def test_top_k_gather(lib, rows, n, data, seed):
+    rng = np.random.default_rng(seed)
+    k = data.draw(st.integers(1, n))
+    # few distinct values, so ties are common
+    x = rng.integers(-3, 4, size=(rows, n)).astype(f32) * f32(0.5)
+    idx = np.full((rows, k), -1, np.int32)
+    lib.call("llmc_top_k_f32", idx, x, rows, n, k)
+    np.testing.assert_array_equal(idx, reference.top_k(x, k))
+    y = np.empty((rows, k), f32)
+    lib.call("llmc_gather_f32", y, x, idx, rows, n, k)
+    np.testing.assert_array_equal(y, reference.gather(x, idx))
+
+
+@FEW
+@given(n_tokens=st.integers(1, 4), k=st.integers(1, 5), n=st.integers(1, 70), seed=seeds())
+def test_weighted_sum(lib, n_tokens, k, n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_tokens, k, n)).astype(f32)
+    w = rng.random((n_tokens, k)).astype(f32)
+    y = np.empty((n_tokens, n), f32)
+    lib.call("llmc_weighted_sum_f32", y, x, w, n_tokens, k, n)
+    assert_close(y, reference.weighted_sum(x, w), 1e-5, scale=(np.abs(x) * w[..., None]).sum(axis=1))
+
+
+@pytest.mark.parametrize("ggml_type", MATMUL_TYPES)
+@settings(max_examples=8, deadline=None)
+@given(n_tokens=st.integers(1, 3), k=st.integers(1, 3), n_out=st.integers(1, 12), x_per_slot=st.booleans(),
+       use_bias=st.booleans(), data=st.data(), seed=seeds())
+def test_moe_matmul(lib, ggml_type, n_tokens, k, n_out, x_per_slot, use_bias, data, seed):
+    rng = np.random.default_rng(seed)
+    block = quant.BLOCK_LAYOUT[quant.VEC_DOT_TYPE[ggml_type]][0]
+    n_in = data.draw(st.integers(1, 2)) * max(block, quant.BLOCK_LAYOUT[ggml_type][0], 32)
+    n_experts = data.draw(st.integers(k, 5))
+    w_raw = random_rows(ggml_type, rng, n_experts * n_out, n_in)
+    sel = np.stack([rng.permutation(n_experts)[:k] for _ in range(n_tokens)]).astype(np.int32)
+    x = rng.standard_normal((n_tokens, k, n_in) if x_per_slot else (n_tokens, n_in)).astype(f32)
+    bias = rng.standard_normal((n_experts, n_out)).astype(f32) if use_bias else None
+
+    y = np.full((n_tokens, k, n_out), np.nan, f32)
+    scratch = np.zeros(max(moe_matmul_scratch_bytes(ggml_type, n_in), 1), np.uint8)
+    lib.call(function_names("moe_matmul", ggml_type)[0], lib.pool, y, w_raw, x, int(x_per_slot), sel, bias,
+             n_in, n_out, n_tokens, k, scratch)
+
+    w = quant.dequantize(w_raw, ggml_type, n_in, n_experts * n_out).reshape(n_experts, n_out, n_in)
+    xs = np.broadcast_to(x[:, None, :], (n_tokens, k, n_in)) if not x_per_slot else x
+    xq = quant.quantize_activations(xs.reshape(-1, n_in), quant.VEC_DOT_TYPE[ggml_type]).reshape(xs.shape)
+    size = np.einsum("tji,tjoi->tjo", np.abs(xq), np.abs(w[sel])) + 1e-30
+    if ggml_type == "Q4_1":
+        # Q4_1 multiplies the block minimum by Q8_1's f16 sum s (quant.matmul_reference), which
+        # reference.matmul's dequantized product does not model: compare with the exact definition
+        ref = np.stack([np.stack([quant.matmul_reference(
+            w_raw.reshape(n_experts, -1)[sel[t, j]], ggml_type, xs[t, j], n_in, n_out)[0]
+            for j in range(k)]) for t in range(n_tokens)])
+        ref = ref + (bias[sel] if bias is not None else 0)
+    else:
+        ref = reference.moe_matmul(x, w, sel, bias, ggml_type)
+    assert_close(y, ref, 1e-5, scale=size + (np.abs(bias[sel]) if bias is not None else 0))
+
+
+# ---- codegen --------------------------------------------------------------------------------------------
+
+def test_header_declares_every_kernel():
+    declared = set(re.findall(r"\b(llmc_\w+)\(", kernels_header()))
+    for name, family in KERNELS.items():
+        for ggml_type in family.weight_types or (None,):
+            assert set(function_names(name, ggml_type)) <= declared, name
+
+
+def test_render_rejects_bad_types():
+    with pytest.raises(ValueError, match="needs a weight type"):
+        render_kernel("embed")
+    with pytest.raises(ValueError, match="takes no weight type"):
+        render_kernel("softmax", "Q8_0")
+    with pytest.raises(ValueError, match="no C kernel family"):
+        render_kernel("conv2d")

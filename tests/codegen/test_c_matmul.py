@@ -1,0 +1,185 @@
+"""C matmul kernels (codegen/c/matmul.py) against the reference numerics (ir/quant.py).
+
+Every kernel is compiled once per session into one shared library (cffi ABI mode) twice: with
+``-O3 -march=native`` (the SIMD paths of this machine) and with ``-O2`` for plain x86-64 (SSE2
+only: the portable C path). Weights are random values quantized by gguf-py; gguf-py cannot quantize
+Q4_K/Q6_K, so those are random valid blocks built byte-wise.
+
+Tolerance: per output, |y - y_ref| ≤ 1e-5·Σ_i|w_i||x_i| + 1e-6, with w and x the dequantized
+weight and the quantized activation. The activation quantization is reproduced exactly, so the
+only difference is f32 summation order (measured ≤ 1.2e-7 relative); one activation code off
+by one would cost ~1e-5 relative or more.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cffi
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmc.codegen.c.matmul import MATMUL_TYPES, function_name, matmul_scratch_bytes, render_matmul
+from llmc.ir import quant
+
+RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime" / "c"
+
+CDEF = "typedef struct llmc_threads llmc_threads;\n" + "".join(
+    f"void {function_name(t)}(llmc_threads *, float *, const void *, const float *, int, int, int, void *);\n"
+    for t in MATMUL_TYPES
+) + """
+llmc_threads *llmc_threads_create(int n);
+void llmc_threads_destroy(llmc_threads *th);
+"""
+
+NATIVE_FLAGS = ("-O3", "-march=native")
+PORTABLE_FLAGS = ("-O2", "-march=x86-64")
+
+
+def build_matmul_library(out_dir: Path, flags: tuple[str, ...]) -> tuple[cffi.FFI, object]:
+    """Render every kernel, compile with flags (warnings are errors) and dlopen the library."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = [RUNTIME_C / "llmc_threads.c"]
+    for t in MATMUL_TYPES:
+        path = out_dir / f"{function_name(t)}.c"
+        path.write_text(render_matmul(t))
+        sources.append(path)
+
+    def compile_one(src: Path) -> Path:
+        obj = out_dir / (src.stem + ".o")
+        cmd = ["gcc", *flags, "-fPIC", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME_C}", "-c", str(src), "-o", str(obj)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stderr}"
+        return obj
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        objects = list(pool.map(compile_one, sources))
+    lib_path = out_dir / "libllmc_matmul.so"
+    subprocess.run(["gcc", "-shared", "-o", str(lib_path), *map(str, objects), "-lm", "-lpthread"], check=True)
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    return ffi, ffi.dlopen(str(lib_path))
+
+
+class Kernels:
+    """A compiled kernel library and a 2-thread pool."""
+
+    def __init__(self, out_dir: Path, flags: tuple[str, ...], n_threads: int = 2):
+        self.ffi, self.lib = build_matmul_library(out_dir, flags)
+        self.pool = self.ffi.gc(self.lib.llmc_threads_create(n_threads), self.lib.llmc_threads_destroy)
+
+    def matmul(self, ggml_type: str, w_raw: np.ndarray, x: np.ndarray, n_out: int) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        n_tokens, n_in = x.shape
+        y = np.full((n_tokens, n_out), np.nan, dtype=np.float32)
+        scratch = np.zeros(max(matmul_scratch_bytes(ggml_type, n_in, n_tokens), 1), dtype=np.uint8)
+        w = np.ascontiguousarray(w_raw).view(np.uint8)
+        fn = getattr(self.lib, function_name(ggml_type))
+        ptr = self.ffi.from_buffer
+        fn(self.pool, ptr("float[]", y), ptr(w), ptr("float[]", x), n_in, n_out, n_tokens, ptr(scratch))
+        return y
+
+
+@pytest.fixture(scope="session")
+def native(tmp_path_factory) -> Kernels:
+    return Kernels(tmp_path_factory.mktemp("matmul_native"), NATIVE_FLAGS)
+
+
+@pytest.fixture(scope="session")
+def portable(tmp_path_factory) -> Kernels:
+    return Kernels(tmp_path_factory.mktemp("matmul_portable"), PORTABLE_FLAGS)
+
+
+def random_k_blocks(ggml_type: str, rng: np.random.Generator, n_blocks: int) -> np.ndarray:
+    """Random valid Q4_K / Q6_K blocks: any bytes are valid codes; keep the f16 scales small and finite."""
+    _, nbytes = quant.BLOCK_LAYOUT[ggml_type]
+    raw = rng.integers(0, 256, size=(n_blocks, nbytes), dtype=np.uint8)
+    if ggml_type == "Q4_K":
+        scales = rng.uniform(0.0005, 0.01, size=(n_blocks, 2)).astype(np.float16)   # d, dmin
+        raw[:, 0:4] = scales.view(np.uint8)
+    else:
+        raw[:, 208:210] = rng.uniform(-0.01, 0.01, size=(n_blocks, 1)).astype(np.float16).view(np.uint8)
+    return raw
+
+
+def random_weight(ggml_type: str, rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    """Bytes of a random (n_out, n_in) weight in ggml layout."""
+    from gguf import GGMLQuantizationType, quants
+
+    if ggml_type in ("Q4_K", "Q6_K"):
+        return random_k_blocks(ggml_type, rng, n_out * n_in // 256).reshape(-1)
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    if ggml_type == "F32":
+        return w.view(np.uint8).reshape(-1)
+    q = quants.quantize(w, GGMLQuantizationType[ggml_type])
+    return np.ascontiguousarray(q).view(np.uint8).reshape(-1)
+
+
+def check_matmul(kernels: Kernels, ggml_type: str, seed: int, n_in: int, n_out: int, n_tokens: int) -> None:
+    rng = np.random.default_rng(seed)
+    w_raw = random_weight(ggml_type, rng, n_in, n_out)
+    # activations with a few outliers, as after RMSNorm in a real model
+    x = rng.standard_normal((n_tokens, n_in)).astype(np.float32)
+    x[rng.random(x.shape) < 0.01] *= 20.0
+    y = kernels.matmul(ggml_type, w_raw, x, n_out)
+    y_ref = quant.matmul_reference(w_raw, ggml_type, x, n_in, n_out)
+    w = np.abs(quant.dequantize(w_raw, ggml_type, n_in, n_out)).astype(np.float64)
+    xq = np.abs(quant.quantize_activations(x, quant.VEC_DOT_TYPE[ggml_type])).astype(np.float64)
+    bound = 1e-5 * (xq @ w.T) + 1e-6
+    err = np.abs(y.astype(np.float64) - y_ref)
+    worst = np.unravel_index(np.argmax(err / bound), err.shape)
+    assert np.all(err <= bound), (
+        f"{ggml_type} n_in={n_in} n_out={n_out} T={n_tokens}: |Δ|={err[worst]:.3g} > {bound[worst]:.3g} "
+        f"at (token, row) {worst}: got {y[worst]}, want {y_ref[worst]}"
+    )
+
+
+def shapes(block: int):
+    return st.tuples(
+        st.integers(1, 6).map(lambda k: k * block),     # n_in
+        st.integers(1, 37),                              # n_out: not a multiple of threads or lanes
+        st.integers(1, 9),                               # n_tokens: full tiles of 4 and a tail
+        st.integers(0, 2**32 - 1),                       # seed
+    )
+
+
+def block_size(ggml_type: str) -> int:
+    # float types accept any n_in; use 16 + odd tails to cover the vector remainder loops
+    return {"F32": 7, "F16": 7, "BF16": 7}.get(ggml_type, quant.BLOCK_LAYOUT[ggml_type][0])
+
+
+@pytest.mark.parametrize("ggml_type", MATMUL_TYPES)
+def test_native_matches_reference(native: Kernels, ggml_type: str):
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(shapes(block_size(ggml_type)))
+    def run(shape):
+        n_in, n_out, n_tokens, seed = shape
+        check_matmul(native, ggml_type, seed, n_in, n_out, n_tokens)
+
+    run()
+
+
+@pytest.mark.parametrize("ggml_type", MATMUL_TYPES)
+def test_portable_matches_reference(portable: Kernels, ggml_type: str):
+    block = block_size(ggml_type)
+    check_matmul(portable, ggml_type, seed=1, n_in=block * 9 if block < 32 else block * 2, n_out=13, n_tokens=6)
+
+
+@pytest.mark.parametrize("ggml_type", ["Q8_0", "Q4_1"])
+def test_smollm2_shapes(native: Kernels, ggml_type: str):
+    """Real layer shapes, decode and a prefill batch."""
+    check_matmul(native, ggml_type, seed=7, n_in=576, n_out=1536, n_tokens=1)
+    check_matmul(native, ggml_type, seed=8, n_in=1536, n_out=576, n_tokens=9)
+
+
+def test_scratch_sizes():
+    assert matmul_scratch_bytes("F32", 576, 3) == 0
+    assert matmul_scratch_bytes("Q4_1", 576, 2) == 2 * 18 * 40
+    assert matmul_scratch_bytes("Q6_K", 512, 1) == 2 * 292
+    with pytest.raises(ValueError):
+        matmul_scratch_bytes("Q4_K", 576, 1)
