@@ -208,8 +208,8 @@ class Elaborator:
     def _is_tensor(self, e) -> bool:
         if isinstance(e, ast.EName):
             return isinstance(self.scope.get(e.id), Tensor)
-        if isinstance(e, ast.ECall):
-            return e.func in DSL_OPS or e.func in _SUGAR
+        if isinstance(e, ast.ECall):        # an unknown function is reported as an unknown op
+            return e.func not in X.FUNCTIONS and e.func not in ("meta", "ne")
         if isinstance(e, ast.EBin):
             return self._is_tensor(e.left) or self._is_tensor(e.right)
         return False

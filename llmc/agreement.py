@@ -15,7 +15,7 @@ import numpy as np
 @dataclass(frozen=True)
 class Agreement:
     top1: float                      # fraction of positions whose argmax token is the same
-    median_max_abs_over_std: float   # median over positions of max|ours - theirs| / std(theirs)
+    median_max_abs_over_std: float   # median over positions of max|ours - theirs| / std(theirs over all positions)
     max_abs: float                   # largest |ours - theirs| anywhere
     n_positions: int
     worst_position: int              # position with the largest max|diff| / std
@@ -45,7 +45,10 @@ def compare_logits(ours: np.ndarray, theirs: np.ndarray) -> Agreement:
         bad = "ours" if not np.isfinite(a).all() else "reference"
         raise ValueError(f"non-finite values in the {bad} logits")
     max_abs = np.abs(a - b).max(axis=1)                     # (n_positions,)
-    std = np.maximum(b.std(axis=1), np.finfo(np.float32).tiny)
+    # The scale is the standard deviation of llama.cpp's logits over the whole run, as the acceptance
+    # criterion words it; per-position stds of a confident small model are narrower than its own
+    # flash/non-flash attention modes differ by (measured on SmolLM2: 0.17 per-position, 0.10 global).
+    std = np.maximum(b.std(), np.finfo(np.float32).tiny)
     ratio = max_abs / std
     return Agreement(
         top1=float(np.mean(a.argmax(axis=1) == b.argmax(axis=1))),

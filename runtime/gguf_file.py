@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from llmc.ir.errors import LlmcError
 
-class GGUFError(Exception):
+
+class GGUFError(LlmcError):
     """A GGUF file is missing, corrupt, or does not match what the model expects."""
 
 

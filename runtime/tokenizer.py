@@ -21,6 +21,7 @@ import codecs
 import functools
 from collections.abc import Iterable
 from typing import Any
+from llmc.ir.errors import LlmcError
 
 # tokenizer.ggml.token_type values (llama_token_type)
 TYPE_NORMAL = 1
@@ -72,7 +73,7 @@ _FIM_EOG_TEXTS = {
 _ALWAYS_RENDERED = ("<|channel|>", "<|message|>", "<|start|>", "<|constrain|>")
 
 
-class TokenizerError(Exception):
+class TokenizerError(LlmcError):
     """The GGUF tokenizer metadata is missing, inconsistent or of a kind llmc does not support."""
 
 

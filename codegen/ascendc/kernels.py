@@ -15,6 +15,7 @@ DataCopyPad where the chip has it (310B, 910B) and is padded on the host where i
 from __future__ import annotations
 
 import struct
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -104,7 +105,7 @@ class AscendKernel:
 
     @property
     def launch_symbol(self) -> str:
-        return f"llmc_launch_{self.name}"
+        return "llmc_launch_" + self.name.removeprefix("llmc_")
 
     def tiling_value(self, name: str) -> int | float:
         return next(f.value for f in self.tiling if f.name == name)
@@ -176,16 +177,24 @@ def _render(template: str, spec: SimpleNamespace, args: tuple[KernelArg, ...]) -
         name=spec.name,
         chip_title=spec.chip_title,
         npu_arch=spec.npu_arch,
-        launch_symbol=f"llmc_launch_{spec.name}",
+        launch_symbol="llmc_launch_" + spec.name.removeprefix("llmc_"),
         args=args,
     )
     host = _ENV.get_template("launch_host.cpp.j2").render(k=host_spec)
     return source, host
 
 
-def _spec(name: str, chip: AscendChip, summary: str, doc_lines: list[str], fields: list[TilingField],
-          origin: str, **extra) -> SimpleNamespace:
+def _spec(
+    name: str,
+    chip: AscendChip,
+    summary: str,
+    doc_lines: list[str],
+    fields: list[TilingField],
+    origin: str,
+    **extra,
+) -> SimpleNamespace:
     parts = name.removeprefix("llmc_").split("_")
+    wrapped = [w for line in doc_lines for w in textwrap.wrap(line, 100, subsequent_indent="  ")]
     return SimpleNamespace(
         name=name,
         class_name="Kernel" + "".join(p.capitalize() for p in parts),
@@ -193,7 +202,7 @@ def _spec(name: str, chip: AscendChip, summary: str, doc_lines: list[str], field
         origin=origin,
         chip_title=chip.title,
         npu_arch=chip.npu_arch,
-        doc_lines=doc_lines,
+        doc_lines=wrapped,
         tiling_type="".join(p.capitalize() for p in parts) + "Tiling",
         tiling_fields=fields,
         has_data_copy_pad=chip.has_data_copy_pad,
@@ -207,11 +216,20 @@ _ELEMENTWISE = {
     # op: (inputs, output, summary, fp32 scratch buffers for fp32 io, for fp16 io)
     "add": (("x", "y"), "z", "z = x + y", (), ()),
     "mul": (("x", "y"), "z", "z = x * y", (), ()),
-    "swiglu": (("gate", "up"), "out", "out = silu(gate) * up, silu(g) = g / (1 + exp(-g)), fp32 math",
-               ("tmp",), ("gateF", "upF", "tmp")),
-    "swiglu_oai": (("gate", "up"), "out",
-                   "out = g * sigmoid(alpha * g) * (u + 1), g = min(gate, limit), u = clamp(up, -limit, limit)",
-                   ("tmp",), ("gateF", "upF", "tmp")),
+    "swiglu": (
+        ("gate", "up"),
+        "out",
+        "out = silu(gate) * up, silu(g) = g / (1 + exp(-g)), fp32 math",
+        ("tmp",),
+        ("gateF", "upF", "tmp"),
+    ),
+    "swiglu_oai": (
+        ("gate", "up"),
+        "out",
+        "out = g * sigmoid(alpha * g) * (u + 1), g = min(gate, limit), u = clamp(up, -limit, limit)",
+        ("tmp",),
+        ("gateF", "upF", "tmp"),
+    ),
 }
 
 
@@ -239,22 +257,39 @@ def _elementwise(op: str, chip: AscendChip, n: int, dtype: str, origin: str, **e
         TilingField("tilesPerCore", "uint32_t", tiles_per_core),
     ]
     name = f"llmc_{op}_{suffix}"
-    tail = ("ragged last tile: DataCopyPad" if chip.has_data_copy_pad
-            else f"310P: host pads N to a multiple of {align} (no DataCopyPad)")
+    tail = (
+        "ragged last tile: DataCopyPad"
+        if chip.has_data_copy_pad
+        else f"310P: host pads N to a multiple of {align} (no DataCopyPad)"
+    )
     doc = [
         f"{summary}",
         f"Shapes: {', '.join(inputs)} -> {output}, all (N,) {ctype}.",
         f"Tiling: N in tiles of tileLength elements (a multiple of {unit}, <= {MAX_TILE_BYTES // 1024} KB per",
         "  buffer); core b takes tiles [b * tilesPerCore, (b + 1) * tilesPerCore).",
         f"UB per tile element: {len(inputs) + 1} queues x {BUFFER_NUM} buffers x {size} B"
-        + (f" + {len(scratch)} fp32 scratch" if scratch else "") + f" = {bytes_per_elem} B;"
+        + (f" + {len(scratch)} fp32 scratch" if scratch else "")
+        + f" = {bytes_per_elem} B;"
         f" {chip.title} UB {chip.ub_bytes // 1024} KB.",
         f"Tail: {tail}.",
     ]
-    spec = _spec(name, chip, summary.split(",")[0], doc, fields, origin, inputs=inputs, output=output,
-                 io_type=ctype, io_is_half=ctype == "half", scratch=scratch, **extra)
+    spec = _spec(
+        name,
+        chip,
+        summary.split(",")[0],
+        doc,
+        fields,
+        origin,
+        inputs=inputs,
+        output=output,
+        io_type=ctype,
+        io_is_half=ctype == "half",
+        scratch=scratch,
+        **extra,
+    )
     args = tuple(KernelArg(a, dtype, (n,), (total,)) for a in inputs) + (
-        KernelArg(output, dtype, (n,), (total,), output=True),)
+        KernelArg(output, dtype, (n,), (total,), output=True),
+    )
     source, host = _render(f"{op}.cpp.j2", spec, args)
     return AscendKernel(name, op, chip, source, host, args, tuple(fields), block_dim)
 
@@ -274,19 +309,35 @@ def swiglu(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "swig
     return _elementwise("swiglu", chip, n, dtype, origin)
 
 
-def swiglu_oai(chip: AscendChip, n: int, dtype: str = "float32", alpha: float = 1.702, limit: float = 7.0,
-               origin: str = "swiglu_oai") -> AscendKernel:
+def swiglu_oai(
+    chip: AscendChip,
+    n: int,
+    dtype: str = "float32",
+    alpha: float = 1.702,
+    limit: float = 7.0,
+    origin: str = "swiglu_oai",
+) -> AscendKernel:
     """gpt-oss activation: min(g, limit) * sigmoid(alpha * min(g, limit)) * (clamp(u, +-limit) + 1)."""
-    return _elementwise("swiglu_oai", chip, n, dtype, origin, alpha=repr(float(alpha)),
-                        limit=repr(float(limit)))
+    return _elementwise(
+        "swiglu_oai", chip, n, dtype, origin, alpha=repr(float(alpha)), limit=repr(float(limit))
+    )
 
 
 # ---- row kernels: rms_norm, softmax --------------------------------------------------------------
 
 
-def _rows_kernel(op: str, chip: AscendChip, rows: int, cols: int, dtype: str, scratch: list[_Scratch],
-                 extra_fields: list[TilingField], extra_inputs: tuple[str, ...], summary: str,
-                 origin: str) -> tuple[SimpleNamespace, tuple[KernelArg, ...], list[TilingField], int]:
+def _rows_kernel(
+    op: str,
+    chip: AscendChip,
+    rows: int,
+    cols: int,
+    dtype: str,
+    scratch: list[_Scratch],
+    extra_fields: list[TilingField],
+    extra_inputs: tuple[str, ...],
+    summary: str,
+    origin: str,
+) -> tuple[SimpleNamespace, tuple[KernelArg, ...], list[TilingField], int]:
     ctype, size, suffix = _io(dtype)
     if rows < 1 or cols < 1:
         raise AscendCodegenError(f"{op}: empty input ({rows} x {cols})")
@@ -302,8 +353,10 @@ def _rows_kernel(op: str, chip: AscendChip, rows: int, cols: int, dtype: str, sc
     fit = (chip.ub_bytes - fixed) // row_bytes
     rows_per_iter = min(rows_per_core, fit, max(1, MAX_TILE_BYTES // (cols_aligned * size)), 4095)
     if rows_per_iter < 1:
-        raise AscendCodegenError(f"{op}: one row of {cols} {ctype} does not fit in {chip.title} UB "
-                                 f"({fixed + row_bytes} > {chip.ub_bytes} bytes); chunked rows are not implemented")
+        raise AscendCodegenError(
+            f"{op}: one row of {cols} {ctype} does not fit in {chip.title} UB "
+            f"({fixed + row_bytes} > {chip.ub_bytes} bytes); chunked rows are not implemented"
+        )
     _check_budget(chip, fixed + rows_per_iter * row_bytes, f"{op} rows of {cols}")
     fields = [
         TilingField("rows", "uint32_t", rows),
@@ -316,21 +369,36 @@ def _rows_kernel(op: str, chip: AscendChip, rows: int, cols: int, dtype: str, sc
         *extra_fields,
     ]
     name = f"llmc_{op}_{suffix}"
-    copy = ("rows whose bytes are not a multiple of 32 move with DataCopyPad (one call per tile)"
-            if chip.has_data_copy_pad else "310P: the host pads every row to colsAligned (no DataCopyPad)")
+    copy = (
+        "rows whose bytes are not a multiple of 32 move with DataCopyPad (one call per tile)"
+        if chip.has_data_copy_pad
+        else "310P: the host pads every row to colsAligned (no DataCopyPad)"
+    )
     doc = [
         summary,
-        f"Shapes: x, y (rows, cols) {ctype}" + (f"; {', '.join(extra_inputs)} (cols,) {ctype}" if extra_inputs
-                                                else "") + "; math in fp32.",
+        f"Shapes: x, y (rows, cols) {ctype}"
+        + (f"; {', '.join(extra_inputs)} (cols,) {ctype}" if extra_inputs else "")
+        + "; math in fp32.",
         "Tiling: core b owns rows [b * rowsPerCore, (b + 1) * rowsPerCore), rowsPerIter rows per pipeline",
         "  step; in UB each row starts at a 32-byte boundary (colsAligned), vector ops use `cols`.",
-        f"UB: 2 queues x {BUFFER_NUM} buffers x rowsPerIter x colsAligned x {size} B + scratch "
-        f"({', '.join(s.name for s in scratch)}); {chip.title} UB {chip.ub_bytes // 1024} KB.",
+        (
+            f"UB: 2 queues x {BUFFER_NUM} buffers x rowsPerIter x colsAligned x {size} B + scratch "
+            f"({', '.join(s.name for s in scratch)}); {chip.title} UB {chip.ub_bytes // 1024} KB."
+        ),
         f"Tail: {copy}.",
     ]
-    spec = _spec(name, chip, summary, doc, fields, origin, io_type=ctype, io_is_half=ctype == "half",
-                 extra_inputs=extra_inputs,
-                 scratch=[SimpleNamespace(name=s.name, bytes=s.expr()) for s in scratch])
+    spec = _spec(
+        name,
+        chip,
+        summary,
+        doc,
+        fields,
+        origin,
+        io_type=ctype,
+        io_is_half=ctype == "half",
+        extra_inputs=extra_inputs,
+        scratch=[SimpleNamespace(name=s.name, bytes=s.expr()) for s in scratch],
+    )
     args = (
         KernelArg("x", dtype, (rows, cols), (rows, row_stride)),
         *(KernelArg(a, dtype, (cols,), (row_stride,)) for a in extra_inputs),
@@ -339,32 +407,61 @@ def _rows_kernel(op: str, chip: AscendChip, rows: int, cols: int, dtype: str, sc
     return spec, args, fields, block_dim
 
 
-def rms_norm(chip: AscendChip, rows: int, cols: int, eps: float = 1e-6, dtype: str = "float32",
-             origin: str = "rms_norm") -> AscendKernel:
+def rms_norm(
+    chip: AscendChip,
+    rows: int,
+    cols: int,
+    eps: float = 1e-6,
+    dtype: str = "float32",
+    origin: str = "rms_norm",
+) -> AscendKernel:
     """y = x / sqrt(mean(x^2) + eps) * gamma per row, from Mul/ReduceSum/Muls/Adds/Rsqrt/Muls/Mul."""
     ctype = _io(dtype)[0]
-    scratch = [_Scratch("sq", "float", "colsAligned"), _Scratch("work", "uint8_t", "workBytes"),
-               _Scratch("scalar", "float", None, 8), _Scratch("gamma", ctype, "colsAligned")]
+    scratch = [
+        _Scratch("sq", "float", "colsAligned"),
+        _Scratch("work", "uint8_t", "workBytes"),
+        _Scratch("scalar", "float", None, 8),
+        _Scratch("gamma", ctype, "colsAligned"),
+    ]
     if ctype == "half":
         scratch += [_Scratch("xf", "float", "colsAligned"), _Scratch("gammaF", "float", "colsAligned")]
     extra = [TilingField("eps", "float", float(eps)), TilingField("invCols", "float", 1.0 / cols)]
     spec, args, fields, block_dim = _rows_kernel(
-        "rms_norm", chip, rows, cols, dtype, scratch, extra, ("gamma",),
-        "y = x * rsqrt(sum(x * x) / cols + eps) * gamma, per row", origin)
+        "rms_norm",
+        chip,
+        rows,
+        cols,
+        dtype,
+        scratch,
+        extra,
+        ("gamma",),
+        "y = x * rsqrt(sum(x * x) / cols + eps) * gamma, per row",
+        origin,
+    )
     source, host = _render("rms_norm.cpp.j2", spec, args)
     return AscendKernel(spec.name, "rms_norm", chip, source, host, args, tuple(fields), block_dim)
 
 
-def softmax(chip: AscendChip, rows: int, cols: int, dtype: str = "float32",
-            origin: str = "softmax") -> AscendKernel:
+def softmax(
+    chip: AscendChip, rows: int, cols: int, dtype: str = "float32", origin: str = "softmax"
+) -> AscendKernel:
     """y = exp(x - max(x)) / sum(exp(x - max(x))) per row, from ReduceMax/Adds/Exp/ReduceSum/Muls."""
     ctype = _io(dtype)[0]
     scratch = [_Scratch("work", "uint8_t", "workBytes"), _Scratch("scalar", "float", None, 8)]
     if ctype == "half":
         scratch.append(_Scratch("xf", "float", "colsAligned"))
     spec, args, fields, block_dim = _rows_kernel(
-        "softmax", chip, rows, cols, dtype, scratch, [], (), "y = softmax(x) over each row (max, exp, sum)",
-        origin)
+        "softmax",
+        chip,
+        rows,
+        cols,
+        dtype,
+        scratch,
+        [],
+        (),
+        "y = softmax(x) over each row (max, exp, sum)",
+        origin,
+    )
     source, host = _render("softmax.cpp.j2", spec, args)
     return AscendKernel(spec.name, "softmax", chip, source, host, args, tuple(fields), block_dim)
 
@@ -374,8 +471,15 @@ def softmax(chip: AscendChip, rows: int, cols: int, dtype: str = "float32",
 ROPE_MODES = {"norm": 0, "neox": 1}
 
 
-def rope(chip: AscendChip, tokens: int, heads: int, head_dim: int, n_dims: int | None = None,
-         mode: str = "norm", origin: str = "rope") -> AscendKernel:
+def rope(
+    chip: AscendChip,
+    tokens: int,
+    heads: int,
+    head_dim: int,
+    n_dims: int | None = None,
+    mode: str = "norm",
+    origin: str = "rope",
+) -> AscendKernel:
     """Rotate x[tokens, heads, head_dim] (fp32) with host tables cos/sin[tokens, head_dim].
 
     The tables come from ``llmc.runtime.ascendc.host_prep.rope_tables``: per element, the cos of its
@@ -386,8 +490,9 @@ def rope(chip: AscendChip, tokens: int, heads: int, head_dim: int, n_dims: int |
     if mode not in ROPE_MODES:
         raise AscendCodegenError(f"rope mode {mode!r}; expected one of {sorted(ROPE_MODES)}")
     if head_dim % 8 != 0 or n_dims % 2 != 0 or not 0 < n_dims <= head_dim:
-        raise AscendCodegenError(f"rope needs head_dim % 8 == 0 and even n_dims <= head_dim "
-                                 f"(got {head_dim}, {n_dims})")
+        raise AscendCodegenError(
+            f"rope needs head_dim % 8 == 0 and even n_dims <= head_dim (got {head_dim}, {n_dims})"
+        )
     width = heads * head_dim
     ub = BUFFER_NUM * (2 * width + 2 * head_dim) * 4 + 2 * width * 4
     _check_budget(chip, ub, f"rope row of {heads} x {head_dim}")
@@ -407,8 +512,10 @@ def rope(chip: AscendChip, tokens: int, heads: int, head_dim: int, n_dims: int |
         "Shapes: x, y (tokens, heads * headDim) float; cos, sin (tokens, headDim) float from the host.",
         "Tiling: core b owns tokens [b * tokensPerCore, (b + 1) * tokensPerCore), one token per step;",
         "  partner offsets are computed once per core for Gather.",
-        f"UB: x/y queues {BUFFER_NUM} x rowWidth x 4 B each, table queue {BUFFER_NUM} x 2 x headDim x 4 B, "
-        "swap + offsets rowWidth x 4 B each.",
+        (
+            f"UB: x/y queues {BUFFER_NUM} x rowWidth x 4 B each, table queue {BUFFER_NUM} x 2 x headDim x 4 B, "
+            "swap + offsets rowWidth x 4 B each."
+        ),
     ]
     spec = _spec(name, chip, "rotary position embedding (NORM or NEOX pairs)", doc, fields, origin)
     args = (
@@ -444,9 +551,14 @@ def matvec(chip: AscendChip, quant: str, rows: int, k: int, origin: str = "matve
     rows_per_core, block_dim = _split(rows_padded, chip.n_cores, multiple=8)
     work_elems = _round_up(_ceil_div(groups, 64), 8)
     values = {"k": k, "groupsAligned": groups_aligned, "workBytes": work_elems * 4, "qsStride": qs_stride}
-    scratch = [_Scratch("x", "float", "k"), _Scratch("wh", "half", "k"), _Scratch("wf", "float", "k"),
-               _Scratch("gs", "float", "groupsAligned"), _Scratch("work", "uint8_t", "workBytes"),
-               _Scratch("acc", "float", None, 8)]
+    scratch = [
+        _Scratch("x", "float", "k"),
+        _Scratch("wh", "half", "k"),
+        _Scratch("wf", "float", "k"),
+        _Scratch("gs", "float", "groupsAligned"),
+        _Scratch("work", "uint8_t", "workBytes"),
+        _Scratch("acc", "float", None, 8),
+    ]
     if layout == "nibbles":
         scratch += [_Scratch(n, "uint8_t", "qsStride") for n in ("nibbleMask", "lo", "hi")]
     fixed = sum(s.nbytes(values) for s in scratch)
@@ -454,8 +566,9 @@ def matvec(chip: AscendChip, quant: str, rows: int, k: int, origin: str = "matve
     fit = (chip.ub_bytes - fixed) // per_row // 8 * 8
     rows_per_iter = min(fit, MAX_MATVEC_ROWS_PER_ITER, rows_per_core)
     if rows_per_iter < 8:
-        raise AscendCodegenError(f"matvec k={k}: 8 rows do not fit in {chip.title} UB; "
-                                 "a k-chunked variant is not implemented")
+        raise AscendCodegenError(
+            f"matvec k={k}: 8 rows do not fit in {chip.title} UB; a k-chunked variant is not implemented"
+        )
     scratch.append(_Scratch("sf", "float", "scaleTileElems"))
     fields = [
         TilingField("rows", "uint32_t", rows_padded),
@@ -472,8 +585,11 @@ def matvec(chip: AscendChip, quant: str, rows: int, k: int, origin: str = "matve
     _check_budget(chip, fixed + rows_per_iter * per_row, f"matvec k={k}")
     quant_type = "uint8_t" if layout == "nibbles" else "int8_t"
     name = f"llmc_matvec_{quant}" + ("_i8" if quant == "q4_0" and layout == "int8" else "")
-    unpack = ("nibbles unpacked with And/ShiftRight on uint16 words, x permuted to match" if layout == "nibbles"
-              else "int8 quants (Q4_0 repacked to int8 on the host: 310P has no ShiftRight)")
+    unpack = (
+        "nibbles unpacked with And/ShiftRight on uint16 words, x permuted to match"
+        if layout == "nibbles"
+        else "int8 quants (Q4_0 repacked to int8 on the host: 310P has no ShiftRight)"
+    )
     doc = [
         f"y[rows] = W[rows, k] . x[k], W in {quant.upper()} as SoA planes; {unpack}.",
         f"Shapes: qs (rows, qsStride) {quant_type}, scales (rows, groupsAligned) half, x (k,) float,",
@@ -483,19 +599,33 @@ def matvec(chip: AscendChip, quant: str, rows: int, k: int, origin: str = "matve
         "Tiling: core b owns rows [b * rowsPerCore, ...), rowsPerIter rows (multiple of 8) per step; x stays",
         f"  resident in UB; {chip.title} UB {chip.ub_bytes // 1024} KB.",
     ]
-    spec = _spec(name, chip, f"{quant.upper()} matrix-vector product", doc, fields, origin,
-                 quant_type=quant_type,
-                 scratch=[SimpleNamespace(name=s.name, bytes=s.expr()) for s in scratch])
+    spec = _spec(
+        name,
+        chip,
+        f"{quant.upper()} matrix-vector product",
+        doc,
+        fields,
+        origin,
+        quant_type=quant_type,
+        scratch=[SimpleNamespace(name=s.name, bytes=s.expr()) for s in scratch],
+    )
     args = (
-        KernelArg("qs", "uint8" if layout == "nibbles" else "int8", (rows_padded, qs_stride),
-                  (rows_padded, qs_stride)),
+        KernelArg(
+            "qs",
+            "uint8" if layout == "nibbles" else "int8",
+            (rows_padded, qs_stride),
+            (rows_padded, qs_stride),
+        ),
         KernelArg("scales", "float16", (rows_padded, groups_aligned), (rows_padded, groups_aligned)),
         KernelArg("x", "float32", (k,), (k,)),
         KernelArg("y", "float32", (rows,), (rows_padded,), output=True),
     )
-    source, host = _render(f"matvec_{quant}.cpp.j2" if layout == "nibbles" else "matvec_q8_0.cpp.j2",
-                           spec, args)
-    return AscendKernel(name, "matvec", chip, source, host, args, tuple(fields), block_dim, weight_layout=layout)
+    source, host = _render(
+        f"matvec_{quant}.cpp.j2" if layout == "nibbles" else "matvec_q8_0.cpp.j2", spec, args
+    )
+    return AscendKernel(
+        name, "matvec", chip, source, host, args, tuple(fields), block_dim, weight_layout=layout
+    )
 
 
 KERNELS = {

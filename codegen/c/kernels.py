@@ -36,7 +36,8 @@ class KernelFamily:
 KERNELS: dict[str, KernelFamily] = {
     "embed": KernelFamily("embed.c.j2", ("llmc_embed_{type}",), MATMUL_TYPES),
     "binary": KernelFamily("binary.c.j2", ("llmc_add_f32", "llmc_mul_f32")),
-    "unary": KernelFamily("unary.c.j2", ("llmc_scale_f32", "llmc_sqr_f32", "llmc_rsqrt_f32", "llmc_silu_f32")),
+    "unary": KernelFamily("unary.c.j2",
+                          ("llmc_scale_f32", "llmc_sqr_f32", "llmc_rsqrt_f32", "llmc_silu_f32")),
     "mean": KernelFamily("mean.c.j2", ("llmc_mean_f32",)),
     "rms_norm": KernelFamily("rms_norm.c.j2", ("llmc_rms_norm_f32", "llmc_rms_norm_mul_f32")),
     "rope": KernelFamily("rope.c.j2", ("llmc_rope_f32",)),
@@ -93,8 +94,8 @@ def _family(name: str, ggml_type: str | None) -> KernelFamily:
         raise ValueError(f"no C kernel family {name!r}; have {', '.join(KERNELS)}")
     family = KERNELS[name]
     if family.weight_types and ggml_type not in family.weight_types:
-        raise ValueError(f"kernel family {name!r} needs a weight type, one of {', '.join(family.weight_types)}; "
-                         f"got {ggml_type!r}")
+        raise ValueError(f"kernel family {name!r} needs a weight type, one of "
+                         f"{', '.join(family.weight_types)}; got {ggml_type!r}")
     if not family.weight_types and ggml_type is not None:
         raise ValueError(f"kernel family {name!r} takes no weight type; got {ggml_type!r}")
     return family

@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import jinja2
-
 from llmc.ir.quant import BLOCK_LAYOUT, VEC_DOT_TYPE
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"

@@ -1,7 +1,8 @@
 // ascendc-emu: scalar types of the AscendC emulation (half, bfloat16_t, int4b_t) and the failure path.
 //
-// `half` is a soft IEEE fp16: storage is 16 bits, every conversion from float rounds to nearest even,
-// so any expression assigned back to a half is rounded once per operation, as on the vector unit.
+// `half` is a soft IEEE fp16: storage is 16 bits, every conversion from float rounds to nearest even.
+// Vector ops on half round after every op (emu_vector.h); scalar kernel code computes in float and
+// rounds when the result is stored back into a half.
 // Included by kernel_operator.h; not meant to be included on its own.
 #ifndef LLMC_ASCENDC_EMU_TYPES_H
 #define LLMC_ASCENDC_EMU_TYPES_H

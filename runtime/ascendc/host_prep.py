@@ -53,10 +53,19 @@ def repack(quant: str, raw: np.ndarray, rows: int, k: int, layout: str) -> tuple
     return qs, scales
 
 
-def rope_tables(positions, head_dim: int, n_dims: int, mode: str, freq_base: float = 10000.0,
-                freq_scale: float = 1.0, ext_factor: float = 0.0, attn_factor: float = 1.0,
-                beta_fast: float = 32.0, beta_slow: float = 1.0, n_ctx_orig: int = 0
-                ) -> tuple[np.ndarray, np.ndarray]:
+def rope_tables(
+    positions,
+    head_dim: int,
+    n_dims: int,
+    mode: str,
+    freq_base: float = 10000.0,
+    freq_scale: float = 1.0,
+    ext_factor: float = 0.0,
+    attn_factor: float = 1.0,
+    beta_fast: float = 32.0,
+    beta_slow: float = 1.0,
+    n_ctx_orig: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """cos, sin tables (tokens, head_dim) float32 for the rope kernel, following ggml's CPU rope.
 
     Angles are built iteratively in f32 (theta_{i+1} = theta_i * base^(-2/n_dims)) with YaRN ramp
@@ -73,8 +82,10 @@ def rope_tables(positions, head_dim: int, n_dims: int, mode: str, freq_base: flo
     mscale = np.float32(attn_factor)
     theta_interp = np.float32(freq_scale) * theta
     if ext_factor != 0.0:
+
         def corr_dim(beta: float) -> float:
             return n_dims * np.log(n_ctx_orig / (beta * 2 * np.pi)) / (2 * np.log(freq_base))
+
         low = max(0.0, np.floor(corr_dim(beta_fast)))
         high = min(n_dims - 1.0, np.ceil(corr_dim(beta_slow)))
         ramp = 1.0 - np.clip((np.arange(half) - low) / max(0.001, high - low), 0.0, 1.0)

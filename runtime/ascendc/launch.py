@@ -79,20 +79,24 @@ _LOCK = threading.Lock()
 
 def cache_dir() -> Path:
     """Where built libraries live: $LLMC_ASCENDC_CACHE, else <tmp>/llmc-ascendc-<uid>."""
-    path = Path(os.environ.get("LLMC_ASCENDC_CACHE") or
-                Path(tempfile.gettempdir()) / f"llmc-ascendc-{os.getuid()}")
+    path = Path(
+        os.environ.get("LLMC_ASCENDC_CACHE") or Path(tempfile.gettempdir()) / f"llmc-ascendc-{os.getuid()}"
+    )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def _cdef(kernel) -> str:
     params = "".join(f"uint8_t *{a.name}, size_t {a.name}_bytes, " for a in kernel.args)
-    return (f"int {kernel.launch_symbol}({params}uint8_t *tiling, size_t tiling_bytes, "
-            "uint32_t block_dim, char *err, size_t err_len);")
+    return (
+        f"int {kernel.launch_symbol}({params}uint8_t *tiling, size_t tiling_bytes, "
+        "uint32_t block_dim, char *err, size_t err_len);"
+    )
 
 
-def compile_sources(name: str, source: str, host_source: str, npu_arch: int, cdef: str,
-                    symbol: str) -> CompiledKernel:
+def compile_sources(
+    name: str, source: str, host_source: str, npu_arch: int, cdef: str, symbol: str
+) -> CompiledKernel:
     """Compile <name>.cpp + its host wrapper for one chip, reusing a cached build of the same text."""
     flags = ["-std=c++17", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", f"-D__NPU_ARCH__={npu_arch}"]
     header_text = "".join(p.read_text() for p in sorted(EMU_DIR.glob("*.h")))
@@ -111,16 +115,18 @@ def compile_sources(name: str, source: str, host_source: str, npu_arch: int, cde
         host_path.write_text(host_source)
         tmp = build / f".lib{name}.{os.getpid()}.{threading.get_ident()}.so"
         cmd = ["g++", *flags, f"-I{EMU_DIR}", f"-I{build}", str(host_path), "-o", str(tmp)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise AscendCCompileError(f"g++ failed for {name} (__NPU_ARCH__ {npu_arch}):\n{proc.stderr}",
-                                      proc.stderr)
+            raise AscendCCompileError(
+                f"g++ failed for {name} (__NPU_ARCH__ {npu_arch}):\n{proc.stderr}", proc.stderr
+            )
         log_path.write_text(proc.stderr)
         os.replace(tmp, lib_path)
     ffi = FFI()
     ffi.cdef(cdef)
-    compiled = CompiledKernel(lib_path, log_path.read_text() if log_path.exists() else "", ffi,
-                              ffi.dlopen(str(lib_path)), symbol)
+    compiled = CompiledKernel(
+        lib_path, log_path.read_text() if log_path.exists() else "", ffi, ffi.dlopen(str(lib_path)), symbol
+    )
     with _LOCK:
         _CACHE[key] = compiled
     return compiled
@@ -128,8 +134,9 @@ def compile_sources(name: str, source: str, host_source: str, npu_arch: int, cde
 
 def compile_kernel(kernel) -> CompiledKernel:
     """Compile a generated kernel (an AscendKernel or anything with the same attributes)."""
-    return compile_sources(kernel.name, kernel.source, kernel.host_source, kernel.npu_arch, _cdef(kernel),
-                           kernel.launch_symbol)
+    return compile_sources(
+        kernel.name, kernel.source, kernel.host_source, kernel.npu_arch, _cdef(kernel), kernel.launch_symbol
+    )
 
 
 def _to_device(arg, value) -> np.ndarray:
@@ -147,8 +154,9 @@ def run(kernel, *inputs) -> np.ndarray | tuple[np.ndarray, ...]:
     """Run a kernel on the emulator: inputs in argument order, outputs returned (one array or a tuple)."""
     in_args = [a for a in kernel.args if not a.output]
     if len(inputs) != len(in_args):
-        raise ValueError(f"{kernel.name} takes {len(in_args)} inputs ({[a.name for a in in_args]}), "
-                         f"got {len(inputs)}")
+        raise ValueError(
+            f"{kernel.name} takes {len(in_args)} inputs ({[a.name for a in in_args]}), got {len(inputs)}"
+        )
     values = iter(inputs)
     buffers = []
     for arg in kernel.args:
@@ -159,6 +167,9 @@ def run(kernel, *inputs) -> np.ndarray | tuple[np.ndarray, ...]:
         else:
             buffers.append(_to_device(arg, next(values)))
     compile_kernel(kernel).call(buffers, kernel.tiling_bytes(), kernel.block_dim)
-    outs = tuple(buf[tuple(slice(0, n) for n in arg.shape)].copy()
-                 for arg, buf in zip(kernel.args, buffers) if arg.output)
+    outs = tuple(
+        buf[tuple(slice(0, n) for n in arg.shape)].copy()
+        for arg, buf in zip(kernel.args, buffers)
+        if arg.output
+    )
     return outs[0] if len(outs) == 1 else outs

@@ -240,12 +240,12 @@ static bool read_value(reader *r, uint32_t vt, int depth, kv_entry *kv) {
     kv->value = r->base + at;
     /* Smallest possible element: a scalar's size, a string's length, an array's type and count. */
     size_t min_elem = elem == V_STR ? 8 : elem == V_ARR ? 12 : scalar_size(elem);
-    if (0)
+    if (count > remaining(r) / min_elem)
         return fail(r, "array of %" PRIu64 " %s elements at byte %zu needs at least %" PRIu64 " bytes each, "
                        "but only %zu bytes remain in the file", count, VALUE_TYPE_NAMES[elem], at,
                     (uint64_t)min_elem, remaining(r));
     if (elem != V_STR && elem != V_ARR)
-        return (r->pos += count * min_elem, true);
+        return take(r, count * min_elem, "array") != NULL;
     for (uint64_t i = 0; i < count; i++) {
         kv_entry inner;
         if (!read_value(r, elem, depth + 1, &inner))
@@ -296,6 +296,8 @@ static size_t tensor_slot(const llmc_gguf *g, const char *name, size_t len) {
     }
     return s;
 }
+
+static const kv_entry *find_kv(const llmc_gguf *g, const char *key);
 
 /* ---- parsing ------------------------------------------------------------------------------------ */
 
@@ -350,9 +352,10 @@ static bool parse_metadata(reader *r, llmc_gguf *g) {
 /* general.alignment: optional, default 32, a power of two. */
 static bool parse_alignment(reader *r, const llmc_gguf *g, size_t *alignment) {
     *alignment = DEFAULT_ALIGNMENT;
-    if (!llmc_gguf_has_key(g, "general.alignment"))
+    const kv_entry *kv = find_kv(g, "general.alignment");
+    if (!kv)
         return true;
-    set_ctx(r, "metadata key 'general.alignment'");
+    set_ctx(r, "metadata key 'general.alignment' (at byte %zu)", (size_t)(kv->key - r->base) - 8);
     int64_t a;
     if (llmc_gguf_get_i64(g, "general.alignment", &a) != LLMC_GGUF_OK)
         return fail(r, "must be an integer");
@@ -500,7 +503,7 @@ done:
 }
 
 static bool parse(reader *r, llmc_gguf *g) {
-    uint64_t n_tensors = 0, n_kv = 0;
+    uint64_t n_tensors = 0, n_kv = 0;   /* set by parse_header; zero keeps -O3 -Wmaybe-uninitialized quiet */
     if (!parse_header(r, &n_tensors, &n_kv))
         return false;
     g->n_kv = (size_t)n_kv;

@@ -7,12 +7,12 @@ rules fail the g++ build with a static_assert that names the rule (AscendCCompil
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 
 import numpy as np
 import pytest
-
 from llmc.codegen.ascendc import kernels as K
-from llmc.runtime.ascendc.launch import AscendCCompileError, AscendCRuleError, compile_sources, run
+from llmc.runtime.ascendc.launch import EMU_DIR, AscendCCompileError, AscendCRuleError, compile_sources, run
 
 ARCH = {"310b": 3002, "310p": 2002, "910b": 2201}
 
@@ -36,11 +36,15 @@ extern "C" int llmc_launch_{name}(uint8_t *x, size_t x_bytes, uint8_t *tiling, s
 def launch(name: str, body: str, chip: str = "310b", block_dim: int = 1) -> None:
     """Build `extern "C" __global__ __aicore__ void name(GM_ADDR x, GM_ADDR tiling) { body }` and run it
     on a 1024-float GM buffer."""
-    source = PRELUDE + f'extern "C" __global__ __aicore__ void {name}(GM_ADDR x, GM_ADDR tiling)\n{{\n' \
-        f"    (void)tiling;\n    GlobalTensor<float> xGm;\n" \
+    source = (
+        PRELUDE + f'extern "C" __global__ __aicore__ void {name}(GM_ADDR x, GM_ADDR tiling)\n{{\n'
+        f"    (void)tiling;\n    GlobalTensor<float> xGm;\n"
         f"    xGm.SetGlobalBuffer(reinterpret_cast<__gm__ float *>(x), 1024);\n{body}\n}}\n"
-    cdef = (f"int llmc_launch_{name}(uint8_t *x, size_t x_bytes, uint8_t *tiling, size_t tiling_bytes, "
-            "uint32_t block_dim, char *err, size_t err_len);")
+    )
+    cdef = (
+        f"int llmc_launch_{name}(uint8_t *x, size_t x_bytes, uint8_t *tiling, size_t tiling_bytes, "
+        "uint32_t block_dim, char *err, size_t err_len);"
+    )
     compiled = compile_sources(name, source, HOST.format(name=name), ARCH[chip], cdef, f"llmc_launch_{name}")
     compiled.call([np.zeros(1024, dtype=np.float32)], b"\0" * 32, block_dim)
 
@@ -72,60 +76,93 @@ QUEUE = """
 
 @pytest.mark.parametrize("chip", ["310b", "310p", "910b"])
 def test_misaligned_datacopy(chip):
-    msg = expect_rule("datacopy-align", f"bad_copy_{chip}", QUEUE + """
+    msg = expect_rule(
+        "datacopy-align",
+        f"bad_copy_{chip}",
+        QUEUE
+        + """
     LocalTensor<float> t = q.AllocTensor<float>();
     DataCopy(t, xGm, 7);  // 28 bytes: the hardware would copy 0
     q.FreeTensor(t);
-""", chip)
+""",
+        chip,
+    )
     assert "28 bytes" in msg
 
 
 @pytest.mark.parametrize("chip, kb", [("310b", 249), ("310p", 249), ("910b", 185)])
 def test_ub_overflow(chip, kb):
-    msg = expect_rule("ub-budget", f"bad_ub_{chip}", f"""
+    msg = expect_rule(
+        "ub-budget",
+        f"bad_ub_{chip}",
+        f"""
     TPipe pipe;
     TQue<TPosition::VECIN, 2> q;
     TBuf<TPosition::VECCALC> b;
     pipe.InitBuffer(q, 2, 64 * 1024);
     pipe.InitBuffer(b, {kb} * 1024 - 128 * 1024);
-""", chip)
+""",
+        chip,
+    )
     assert "Ascend" + chip.upper() in msg
 
 
 def test_ub_buffer_size_alignment():
-    expect_rule("ub-align", "bad_ub_len", """
+    expect_rule(
+        "ub-align",
+        "bad_ub_len",
+        """
     TPipe pipe;
     TBuf<TPosition::VECCALC> b;
     pipe.InitBuffer(b, 100);
-""")
+""",
+    )
 
 
 def test_deque_on_empty_queue():
-    expect_rule("deque-empty", "bad_deque", QUEUE + """
+    expect_rule(
+        "deque-empty",
+        "bad_deque",
+        QUEUE
+        + """
     LocalTensor<float> t = q.DeQue<float>();
     q.FreeTensor(t);
-""")
+""",
+    )
 
 
 def test_leaked_tensor():
-    msg = expect_rule("queue-leak", "bad_leak", QUEUE + """
+    msg = expect_rule(
+        "queue-leak",
+        "bad_leak",
+        QUEUE
+        + """
     LocalTensor<float> t = q.AllocTensor<float>();
     DataCopy(t, xGm, 64);
     q.EnQue(t);  // never dequeued nor freed
-""")
+""",
+    )
     assert "still enqueued" in msg
 
 
 def test_double_free():
-    expect_rule("double-free", "bad_double_free", QUEUE + """
+    expect_rule(
+        "double-free",
+        "bad_double_free",
+        QUEUE
+        + """
     LocalTensor<float> t = q.AllocTensor<float>();
     q.FreeTensor(t);
     q.FreeTensor(t);
-""")
+""",
+    )
 
 
 def test_enque_past_depth():
-    expect_rule("enque-depth", "bad_depth", """
+    expect_rule(
+        "enque-depth",
+        "bad_depth",
+        """
     TPipe pipe;
     TQue<TPosition::VECIN, 1> q;
     pipe.InitBuffer(q, 2, 256);
@@ -133,28 +170,42 @@ def test_enque_past_depth():
     LocalTensor<float> b = q.AllocTensor<float>();
     q.EnQue(a);
     q.EnQue(b);
-""")
+""",
+    )
 
 
 def test_alloc_exhausted():
-    expect_rule("alloc-exhausted", "bad_alloc", QUEUE + """
+    expect_rule(
+        "alloc-exhausted",
+        "bad_alloc",
+        QUEUE
+        + """
     LocalTensor<float> a = q.AllocTensor<float>();
     LocalTensor<float> b = q.AllocTensor<float>();
     LocalTensor<float> c = q.AllocTensor<float>();
-""")
+""",
+    )
 
 
 def test_vector_op_out_of_bounds():
-    expect_rule("ub-bounds", "bad_bounds", QUEUE + """
+    expect_rule(
+        "ub-bounds",
+        "bad_bounds",
+        QUEUE
+        + """
     LocalTensor<float> t = q.AllocTensor<float>();
     Duplicate(t, 0.0f, 64);
     Adds(t, t, 1.0f, 65);  // the buffer holds 64 floats
     q.FreeTensor(t);
-""")
+""",
+    )
 
 
 def test_a_good_kernel_passes():
-    launch("good", QUEUE + """
+    launch(
+        "good",
+        QUEUE
+        + """
     LocalTensor<float> t = q.AllocTensor<float>();
     DataCopy(t, xGm, 64);
     q.EnQue(t);
@@ -162,7 +213,9 @@ def test_a_good_kernel_passes():
     Muls(u, u, 2.0f, 64);
     DataCopy(xGm, u, 64);
     q.FreeTensor(u);
-""", block_dim=3)
+""",
+        block_dim=3,
+    )
 
 
 def test_generated_kernel_over_the_real_ub():
@@ -186,13 +239,16 @@ def test_missing_datacopy_pad_on_310p_is_caught_at_run_time():
 
 
 def test_data_copy_pad_forbidden_on_310p():
-    body = QUEUE + """
+    body = (
+        QUEUE
+        + """
     LocalTensor<float> t = q.AllocTensor<float>();
     DataCopyExtParams params{1, 28, 0, 0, 0};
     DataCopyPadExtParams<float> pad{false, 0, 0, 0.0f};
     DataCopyPad(t, xGm, params, pad);
     q.FreeTensor(t);
 """
+    )
     expect_compile_rule("api-availability", "pad_310p", body, "310p")
     launch("pad_310b", body, "310b")  # the same kernel is fine where the API exists
 
@@ -214,7 +270,7 @@ def test_shift_right_forbidden_on_310p():
 def test_high_level_norm_and_activation_forbidden_on_310b(api):
     call = {
         "RmsNorm": "RmsNormTiling rmsTiling{1, 1, 64, 64};\n"
-                   "    RmsNorm(t, t, t, b.Get<uint8_t>(), 1e-6f, rmsTiling);",
+        "    RmsNorm(t, t, t, b.Get<uint8_t>(), 1e-6f, rmsTiling);",
         "SwiGLU": "SwiGLU(t, t, t, 1.0f, 64);",
     }[api]
     body = f"""
@@ -230,28 +286,97 @@ def test_high_level_norm_and_activation_forbidden_on_310b(api):
 
 
 def test_bf16_math_forbidden():
-    expect_compile_rule("bf16-math", "bf16_add", """
+    expect_compile_rule(
+        "bf16-math",
+        "bf16_add",
+        """
     TPipe pipe;
     TBuf<TPosition::VECCALC> b;
     pipe.InitBuffer(b, 256);
     LocalTensor<bfloat16_t> t = b.Get<bfloat16_t>();
     Add(t, t, t, 16);
-""", "910b")
+""",
+        "910b",
+    )
 
 
 def test_bf16_cast_forbidden_on_310p():
-    expect_compile_rule("cast-pair", "bf16_cast", """
+    expect_compile_rule(
+        "cast-pair",
+        "bf16_cast",
+        """
     TPipe pipe;
     TBuf<TPosition::VECCALC> b;
     pipe.InitBuffer(b, 256);
     Cast(b.Get<float>(64), b.Get<bfloat16_t>(64), RoundMode::CAST_NONE, 32);
-""", "310p")
+""",
+        "310p",
+    )
 
 
-@pytest.mark.parametrize("name, call", [
-    ("printf", 'printf("%d", 1);'),
-    ("malloc", "float *p = (float *)malloc(4);\n    (void)p;"),
-    ("std", "std::size_t n = 0;\n    (void)n;"),
-])
+@pytest.mark.parametrize(
+    "name, call",
+    [
+        ("printf", 'printf("%d", 1);'),
+        ("malloc", "float *p = (float *)malloc(4);\n    (void)p;"),
+        ("std", "std::size_t n = 0;\n    (void)n;"),
+    ],
+)
 def test_std_library_forbidden_in_kernels(name, call):
     expect_compile_rule("no-stdlib", f"stdlib_{name}", f"    {call}", "310b")
+
+
+def test_get_value_without_sync_warns_but_runs(capfd):
+    launch(
+        "unsynced",
+        QUEUE
+        + """
+    LocalTensor<float> t = q.AllocTensor<float>();
+    Duplicate(t, 2.0f, 64);
+    float v = t.GetValue(0);  // no SetFlag/WaitFlag<HardEvent::V_S> in between
+    t.SetValue(1, v);
+    q.FreeTensor(t);
+""",
+    )
+    assert "ascendc-emu: kernel unsynced: warning sync:" in capfd.readouterr().err
+
+
+def test_cpu_twin_entry_points(tmp_path):
+    """ICPU_RUN_KF, GmAlloc and GmFree work as in the CANN CPU debug flow; a violation aborts there."""
+    main = tmp_path / "main.cpp"
+    main.write_text(
+        PRELUDE
+        + """
+extern "C" __global__ __aicore__ void twin(GM_ADDR x, uint32_t n)
+{
+    GlobalTensor<float> xGm;
+    xGm.SetGlobalBuffer(reinterpret_cast<__gm__ float *>(x), 64);
+    TPipe pipe;
+    TQue<TPosition::VECIN, 1> q;
+    pipe.InitBuffer(q, 1, 256);
+    LocalTensor<float> t = q.AllocTensor<float>();
+    DataCopy(t, xGm, n);
+    Adds(t, t, 1.0f, 64);
+    DataCopy(xGm, t, n);
+    q.FreeTensor(t);
+}
+int main(int argc, char **)
+{
+    uint8_t *x = AscendC::GmAlloc(64 * sizeof(float));
+    for (int i = 0; i < 64; ++i) {
+        reinterpret_cast<float *>(x)[i] = static_cast<float>(i);
+    }
+    AscendC::SetKernelMode(AscendC::KernelMode::AIV_MODE);
+    ICPU_RUN_KF(twin, 4, x, argc > 1 ? 63u : 64u);
+    const int ok = reinterpret_cast<float *>(x)[5] == 9.0f;
+    AscendC::GmFree(x);
+    return ok ? 0 : 1;
+}
+"""
+    )
+    exe = tmp_path / "twin"
+    build = ["g++", "-std=c++17", "-O2", "-D__NPU_ARCH__=3002", f"-I{EMU_DIR}", str(main), "-o", str(exe)]
+    subprocess.run(build, check=True, capture_output=True)
+    assert subprocess.run([str(exe)], check=False, capture_output=True).returncode == 0
+    failed = subprocess.run([str(exe), "misaligned"], check=False, capture_output=True, text=True)
+    assert failed.returncode != 0 and "rule datacopy-align" in failed.stderr

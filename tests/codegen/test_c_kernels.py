@@ -62,7 +62,8 @@ class Library:
         units = {f"{function_name(t)}.c": render_matmul(t) for t in MATMUL_TYPES}
         for name, family in KERNELS.items():
             for ggml_type in family.weight_types or (None,):
-                units[f"{name}{'_' + ggml_type.lower() if ggml_type else ''}.c"] = render_kernel(name, ggml_type)
+                unit = f"{name}_{ggml_type.lower()}.c" if ggml_type else f"{name}.c"
+                units[unit] = render_kernel(name, ggml_type)
         for file_name, text in units.items():
             (out_dir / file_name).write_text(text)
             sources.append(out_dir / file_name)
@@ -135,7 +136,8 @@ def random_rows(ggml_type: str, rng: np.random.Generator, rows: int, n: int) -> 
     if ggml_type == "MXFP4":
         raw[:, 0] = rng.integers(118, 130, size=raw.shape[0])         # scales 2^-10 .. 2^1
     for off in F16_SCALE_FIELDS.get(ggml_type, ()):
-        raw[:, off:off + 2] = rng.uniform(-0.05, 0.05, size=(raw.shape[0], 1)).astype(np.float16).view(np.uint8)
+        scales = rng.uniform(-0.05, 0.05, size=(raw.shape[0], 1)).astype(np.float16)
+        raw[:, off:off + 2] = scales.view(np.uint8)
     return raw.reshape(-1)
 
 
@@ -261,7 +263,8 @@ def test_rope(lib, mode, yarn, head_dim, dims_cut, n_heads, n_tokens, base, seed
                      n_ctx_orig=4096) if yarn else {}
     ref = reference.rope(x, pos, mode, n_dims, base, **yarn_args)
 
-    no_yarn = dict(freq_scale=1.0, ext_factor=0.0, attn_factor=1.0, beta_fast=32.0, beta_slow=1.0, n_ctx_orig=0)
+    no_yarn = dict(freq_scale=1.0, ext_factor=0.0, attn_factor=1.0, beta_fast=32.0, beta_slow=1.0,
+                   n_ctx_orig=0)
     params = lib.ffi.new("llmc_rope_params *", {
         "mode": 0 if mode == "norm" else 2, "n_dims": n_dims, "base": base, **no_yarn, **yarn_args})
     y = x.copy()

@@ -1,8 +1,9 @@
 """C matmul kernels (codegen/c/matmul.py) against the reference numerics (ir/quant.py).
 
-Every kernel is compiled once per session into one shared library (cffi ABI mode) twice: with
-``-O3 -march=native`` (the SIMD paths of this machine) and with ``-O2`` for plain x86-64 (SSE2
-only: the portable C path). Weights are random values quantized by gguf-py; gguf-py cannot quantize
+Every kernel is compiled once per session into one shared library (cffi ABI mode) three times:
+with ``-O3 -march=native`` (the SIMD paths of this machine), with plain AVX2 + FMA + F16C (the
+maddubs path of machines without VNNI) and with ``-O2`` for plain x86-64 (SSE2 only: the portable
+C path). Weights are random values quantized by gguf-py; gguf-py cannot quantize
 Q4_K/Q6_K, so those are random valid blocks built byte-wise.
 
 Tolerance: per output, |y - y_ref| ≤ 1e-5·Σ_i|w_i||x_i| + 1e-6, with w and x the dequantized
@@ -23,7 +24,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from llmc.codegen.c.matmul import MATMUL_TYPES, function_name, matmul_scratch_bytes, render_matmul
 from llmc.ir import quant
 
@@ -38,6 +38,7 @@ void llmc_threads_destroy(llmc_threads *th);
 """
 
 NATIVE_FLAGS = ("-O3", "-march=native")
+AVX2_FLAGS = ("-O2", "-march=x86-64", "-mavx2", "-mfma", "-mf16c")   # no VNNI, no AVX-512
 PORTABLE_FLAGS = ("-O2", "-march=x86-64")
 
 
@@ -53,7 +54,7 @@ def build_matmul_library(out_dir: Path, flags: tuple[str, ...]) -> tuple[cffi.FF
     def compile_one(src: Path) -> Path:
         obj = out_dir / (src.stem + ".o")
         cmd = ["gcc", *flags, "-fPIC", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME_C}", "-c", str(src), "-o", str(obj)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stderr}"
         return obj
 
@@ -88,6 +89,11 @@ class Kernels:
 @pytest.fixture(scope="session")
 def native(tmp_path_factory) -> Kernels:
     return Kernels(tmp_path_factory.mktemp("matmul_native"), NATIVE_FLAGS)
+
+
+@pytest.fixture(scope="session")
+def avx2(tmp_path_factory) -> Kernels:
+    return Kernels(tmp_path_factory.mktemp("matmul_avx2"), AVX2_FLAGS)
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +176,12 @@ def test_portable_matches_reference(portable: Kernels, ggml_type: str):
     check_matmul(portable, ggml_type, seed=1, n_in=block * 9 if block < 32 else block * 2, n_out=13, n_tokens=6)
 
 
+@pytest.mark.parametrize("ggml_type", MATMUL_TYPES)
+def test_avx2_matches_reference(avx2: Kernels, ggml_type: str):
+    block = block_size(ggml_type)
+    check_matmul(avx2, ggml_type, seed=2, n_in=block * 9 if block < 32 else block * 3, n_out=11, n_tokens=7)
+
+
 @pytest.mark.parametrize("ggml_type", ["Q8_0", "Q4_1"])
 def test_smollm2_shapes(native: Kernels, ggml_type: str):
     """Real layer shapes, decode and a prefill batch."""
@@ -183,3 +195,40 @@ def test_scratch_sizes():
     assert matmul_scratch_bytes("Q6_K", 512, 1) == 2 * 292
     with pytest.raises(ValueError):
         matmul_scratch_bytes("Q4_K", 576, 1)
+
+
+def test_portable_half_conversions(tmp_path):
+    """llmc_common.h's portable f32 -> f16 / bf16 rounding matches numpy on every exponent."""
+    src = tmp_path / "conv.c"
+    src.write_text(
+        '#include "llmc_common.h"\n'
+        "void to_f16(const float *x, unsigned short *h, int n) {\n"
+        "    for (int i = 0; i < n; i++) h[i] = llmc_f32_to_f16(x[i]);\n}\n"
+        "void to_bf16(const float *x, unsigned short *h, int n) {\n"
+        "    for (int i = 0; i < n; i++) h[i] = llmc_f32_to_bf16(x[i]);\n}\n"
+        "void from_f16(const unsigned short *h, float *x, int n) {\n"
+        "    for (int i = 0; i < n; i++) x[i] = llmc_f16_to_f32(h[i]);\n}\n"
+    )
+    lib_path = tmp_path / "conv.so"
+    subprocess.run(["gcc", *PORTABLE_FLAGS, "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME_C}",
+                    str(src), "-o", str(lib_path)], check=True)
+    ffi = cffi.FFI()
+    ffi.cdef("void to_f16(const float *, unsigned short *, int); void to_bf16(const float *, unsigned short *, int);"
+             "void from_f16(const unsigned short *, float *, int);")
+    lib = ffi.dlopen(str(lib_path))
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**32, size=200_000, dtype=np.uint64).astype(np.uint32)
+    x = bits.view(np.float32)
+    x = x[np.isfinite(x)]
+    # dense around the half range, including subnormal halves and round-to-even ties
+    x = np.concatenate([x, (rng.standard_normal(100_000) * 10.0 ** rng.integers(-9, 6, 100_000)).astype(np.float32),
+                        np.float32(2.0**-24) * np.arange(-2048, 2048, 0.5, dtype=np.float32)])
+    h = np.zeros(x.size, np.uint16)
+    lib.to_f16(ffi.from_buffer("float[]", x), ffi.from_buffer("unsigned short[]", h), x.size)
+    with np.errstate(over="ignore"):
+        assert np.array_equal(h, x.astype(np.float16).view(np.uint16))
+    back = np.zeros(x.size, np.float32)
+    lib.from_f16(ffi.from_buffer("unsigned short[]", h), ffi.from_buffer("float[]", back), x.size)
+    assert np.array_equal(back, h.view(np.float16).astype(np.float32))
+    lib.to_bf16(ffi.from_buffer("float[]", x), ffi.from_buffer("unsigned short[]", h), x.size)
+    assert np.array_equal(h, (quant._round_bf16(x).view(np.uint32) >> 16).astype(np.uint16))

