@@ -138,17 +138,36 @@ def cmd_bench(args) -> int:
           f"medians of {args.repeats}")
     if args.no_llama:
         return 0
-    from llmc import oracle
-    try:
-        ref = oracle.llama_bench(args.gguf, args.prompt_tokens, args.gen_tokens, args.repeats, args.threads)
-    except oracle.OracleUnavailable as exc:
-        print(f"llama.cpp: not measured ({exc})")
+    ref = _llama_bench(args)
+    if ref is None:
         return 0
     print(f"llama.cpp {args.threads} threads: prefill {ref['prefill_tok_s']:.1f} tok/s, "
           f"decode {ref['decode_tok_s']:.1f} tok/s")
     print(f"ratio llmc / llama.cpp: prefill {ours['prefill_tok_s'] / ref['prefill_tok_s']:.2f}x, "
           f"decode {ours['decode_tok_s'] / ref['decode_tok_s']:.2f}x")
     return 0
+
+
+def _llama_bench(args) -> dict | None:
+    """llama.cpp on the same file, in a child process with its default OpenMP wait policy (the oracle sets
+    PASSIVE for tests on shared cores; spinning is what llama.cpp users get)."""
+    import json
+    import subprocess
+    code = ("import json, sys\nfrom llmc import oracle\n"
+            "try:\n    r = oracle.llama_bench(*json.loads(sys.argv[1]))\n"
+            "except oracle.OracleUnavailable as exc:\n    r = {'unavailable': str(exc)}\n"
+            "print(json.dumps(r))\n")
+    env = {**os.environ, "OMP_WAIT_POLICY": ""}      # empty: libgomp's default, not the oracle's PASSIVE
+    argv = json.dumps([args.gguf, args.prompt_tokens, args.gen_tokens, args.repeats, args.threads])
+    proc = subprocess.run([sys.executable, "-c", code, argv], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        print(f"llama.cpp: not measured (it failed: {proc.stderr.strip()[-300:]})")
+        return None
+    ref = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "unavailable" in ref:
+        print(f"llama.cpp: not measured ({ref['unavailable']})")
+        return None
+    return ref
 
 
 def cmd_demo(args) -> int:
