@@ -69,9 +69,9 @@ def compile_model(arch_file: str, target: str, out_dir: str, specialize: str | N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from llmc.codegen.c import build, schedule
-    model_c = schedule.render_model_c(graph, plan, spec)
-    hashes = build.write_sources(out, model_c)
-    library, cached = build.build(out, hashes)
+    model_c, extra_sources, link_flags = schedule.render_model_c(graph, plan, spec)
+    hashes = build.write_sources(out, model_c, extra_sources)
+    library, cached = build.build(out, hashes, link_flags=link_flags)
     manifest = _manifest(graph, plan, target, arch_file, spec, hashes, library.name)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return CompileResult(out, graph, plan, manifest, cached, time.perf_counter() - t0)

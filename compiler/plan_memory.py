@@ -4,6 +4,10 @@ Sizes stay symbolic (they depend on hyperparameters and on n_batch, the most tok
 takes), so a slot's size is the max of its members' size expressions; the runtime evaluates them and
 aligns every slot to the device's alignment. Reshapes and same-device transfers alias their input.
 
+With `device` given, only the values placed on that device are planned (a transfer into the device is
+that device's copy of the value); with device=None the whole graph shares one address space (the CPU,
+or the C target standing in for every device), so every transfer aliases its input.
+
 Lifetimes run over the linear order pre + layer + post, with two rules for the loop: a value made
 before the layer block and read inside it lives to the end of the block (every iteration reads it),
 and a carried value's slot lives through the whole block.
@@ -32,6 +36,16 @@ class MemoryPlan:
     slot_of: dict[int, int]          # value node -> slot
     alias_of: dict[int, int]         # aliasing node -> the node whose buffer it shares
     lifetime: dict[int, tuple[int, int]]
+    device: str | None = None
+    alignment: int = 64
+
+    def bytes(self, env) -> int:
+        """Arena bytes under env (hyperparameters and n_batch): each slot its largest member, aligned."""
+        total = 0
+        for slot in self.slots:
+            size = max(int(s.eval(env)) for s in slot.sizes)
+            total += -(-size // self.alignment) * self.alignment
+        return total
 
     def buffer_of(self, nid: int) -> int:
         while nid in self.alias_of:
@@ -67,36 +81,50 @@ def _subst_t(e: X.Expr) -> X.Expr:
     return e
 
 
-def plan_memory(graph: Graph) -> MemoryPlan:
+def value_device(graph: Graph, nid: int) -> str:
+    """The device whose memory holds a value: a transfer's destination, else the node's device."""
+    node = graph.node(nid)
+    if node.op is Op.TRANSFER:
+        return str(node.attrs["dst"].value)
+    return node.device or "cpu"
+
+
+def plan_memory(graph: Graph, device: str | None = None, alignment: int = 64) -> MemoryPlan:
+    """Plan the values of one device (all values when device is None: one address space)."""
     order = graph.order()
     pos = {nid: k for k, nid in enumerate(order)}
     layer = [pos[n] for n in graph.order("layer")]
     layer_start, layer_end = (min(layer), max(layer)) if layer else (0, -1)
     alias_of = {n: graph.inputs(n)[0] for n in order
-                if graph.node(n).op in ALIAS_OPS and _same_device(graph, n)}
+                if graph.node(n).op in ALIAS_OPS and (device is None or _same_device(graph, n))}
 
     def root(n):
         while n in alias_of:
             n = alias_of[n]
         return n
 
-    values = [n for n in order if graph.node(n).op is not Op.WEIGHT and n not in alias_of]
+    values = [n for n in order if graph.node(n).op is not Op.WEIGHT and n not in alias_of
+              and (device is None or value_device(graph, n) == device)]
     life = {n: [pos[n], pos[n]] for n in values}
     for n in order:
         for src in graph.inputs(n):
             if src is None or graph.node(src).op is Op.WEIGHT:
                 continue
             r = root(src)
+            if r not in life:
+                continue                        # another device's value
             use = pos[n]
             if graph.node(r).region == "pre" and graph.node(n).region == "layer":
                 use = layer_end
             life[r][1] = max(life[r][1], use)
     for c in graph.carried:
-        life[root(c.loop_in)] = [layer_start, layer_end]
-        life[root(c.next)][1] = max(life[root(c.next)][1], layer_end)
-        life[root(c.init)][1] = max(life[root(c.init)][1], layer_start)
+        for nid, lo, hi in ((c.loop_in, layer_start, layer_end), (c.next, None, layer_end), (c.init, None, layer_start)):
+            r = root(nid)
+            if r in life:
+                life[r] = [lo if lo is not None else life[r][0], max(life[r][1], hi)]
     for nid in graph.outputs.values():
-        life[root(nid)][1] = len(order)
+        if root(nid) in life:
+            life[root(nid)][1] = len(order)
 
     slots: list[Slot] = []
     slot_of: dict[int, int] = {}
@@ -116,7 +144,7 @@ def plan_memory(graph: Graph) -> MemoryPlan:
         slots[k].members.append(n)
         busy_until[k] = end
         slot_of[n] = k
-    return MemoryPlan(slots, slot_of, alias_of, {n: tuple(v) for n, v in life.items()})
+    return MemoryPlan(slots, slot_of, alias_of, {n: tuple(v) for n, v in life.items()}, device, alignment)
 
 
 def _same_device(graph: Graph, nid: int) -> bool:

@@ -124,6 +124,7 @@ _RUN: dict[Op, Callable] = {
     Op.TRANSFER: lambda it, nid, layer, ins, a: ins[0],
     Op.RMS_NORM: lambda it, nid, layer, ins, a: ref.rms_norm(ins[0], a["eps"]),
     Op.SWIGLU: lambda it, nid, layer, ins, a: ref.swiglu(ins[0], ins[1]),
+    Op.RMS_NORM_MUL: lambda it, nid, layer, ins, a: ref.rms_norm_mul(ins[0], _data(ins[1]), a["eps"]),
     Op.ATTENTION: _attention,
 }
 assert set(_RUN) | LEAVES == set(Op), f"interpreter misses {set(Op) - set(_RUN) - LEAVES}"

@@ -45,6 +45,7 @@ class Op(enum.Enum):
     RMS_NORM = "rms_norm"
     SWIGLU = "swiglu"
     ATTENTION = "attention"
+    RMS_NORM_MUL = "rms_norm_mul"      # rms_norm(x) * w, made by compiler/passes/fuse_ops.py
 
 
 class ShapeError(Exception):
@@ -100,6 +101,8 @@ SPECS: dict[Op, OpSpec] = {s.op: s for s in [
     _spec(Op.SWIGLU, ["gate", "up"], composite=True, doc="silu(gate) * up"),
     _spec(Op.ATTENTION, ["q", "k", "v", "sinks?"], {"scale": None, "window": 0}, composite=True,
           doc="causal GQA attention over the KV cache of this layer; q (T, Hq, D), k/v (T, Hkv, D)"),
+    _spec(Op.RMS_NORM_MUL, ["x", "w"], {"eps": None}, composite=True,
+          doc="rms_norm(x, eps) * w, w (n,) broadcast over the rows of x (..., n)"),
 ]}
 assert set(SPECS) == set(Op), "every op needs a spec"
 
@@ -140,7 +143,7 @@ def infer_shape(op: Op, shapes: Sequence[Shape | None], attrs: Mapping[str, Expr
     checked again when a GGUF file binds them.
     """
     s = shapes
-    if op in (Op.ADD, Op.MUL):
+    if op in (Op.ADD, Op.MUL, Op.RMS_NORM_MUL):
         return _broadcast(s[0], s[1], env, op.value)
     if op in (Op.SCALE, Op.SQR, Op.RSQRT, Op.SILU, Op.SOFTMAX, Op.RMS_NORM, Op.TRANSFER):
         return s[0]

@@ -64,6 +64,11 @@ def rms_norm(x: np.ndarray, eps: float) -> np.ndarray:
     return (x * (f32(1.0) / np.sqrt(ms + f32(eps)))).astype(f32)
 
 
+def rms_norm_mul(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+    """rms_norm(x) * w, rounded as the two ops (the fused kernel must not change the numerics)."""
+    return mul(rms_norm(x, eps), w)
+
+
 def silu(x: np.ndarray) -> np.ndarray:
     x = x.astype(f32)
     return (x / (f32(1.0) + np.exp(-x))).astype(f32)

@@ -20,6 +20,7 @@ RUNTIME_FILES = ("llmc_common.h", "llmc_gguf.h", "llmc_gguf.c", "llmc_threads.h"
                  "llmc_kernels.h", "llmc_runtime.h", "llmc_runtime.c")
 CFLAGS = ["-O3", "-march=native", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-D_DEFAULT_SOURCE", "-fPIC",
           "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread"]
+CXXFLAGS = ["-O2", "-std=c++17", "-fPIC", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread"]
 LIBRARY = "libllmc_model.so"
 
 
@@ -39,11 +40,12 @@ def cache_dir() -> Path:
     return path
 
 
-def write_sources(out_dir: Path, model_c: str) -> dict[str, str]:
-    """Write model.c, the kernels and the runtime C into out_dir/src; returns name -> sha256."""
+def write_sources(out_dir: Path, model_c: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Write model.c, the kernels, the runtime C and any accelerator sources (extra: name -> text) into
+    out_dir/src; returns name -> sha256."""
     src = out_dir / "src"
     src.mkdir(parents=True, exist_ok=True)
-    files = {"model.c": model_c, **kernel_sources()}
+    files = {"model.c": model_c, **kernel_sources(), **(extra or {})}
     for name in RUNTIME_FILES:
         files[name] = (RUNTIME_C / name).read_text()
     for name, text in files.items():
@@ -51,10 +53,15 @@ def write_sources(out_dir: Path, model_c: str) -> dict[str, str]:
     return {name: hashlib.sha256(text.encode()).hexdigest() for name, text in sorted(files.items())}
 
 
-def build(out_dir: Path, hashes: dict[str, str], cc: str | None = None) -> tuple[Path, bool]:
-    """Compile out_dir/src/*.c into out_dir/LIBRARY; returns (path, whether the cache served it)."""
+def build(out_dir: Path, hashes: dict[str, str], cc: str | None = None,
+          link_flags: list[str] | None = None) -> tuple[Path, bool]:
+    """Compile out_dir/src/*.c (and *.cpp, from accelerator emitters) into out_dir/LIBRARY; returns
+    (path, whether the cache served it)."""
     cc = cc or os.environ.get("CC", "cc")
-    key = hashlib.sha256(("\n".join(f"{k} {v}" for k, v in hashes.items()) + " ".join([cc] + CFLAGS)).encode())
+    cxx = os.environ.get("CXX", "c++")
+    link_flags = list(link_flags or [])
+    key = hashlib.sha256(("\n".join(f"{k} {v}" for k, v in hashes.items())
+                          + " ".join([cc, cxx] + CFLAGS + CXXFLAGS + link_flags)).encode())
     cached = cache_dir() / f"{key.hexdigest()[:24]}.so"
     target = out_dir / LIBRARY
     if cached.exists():
@@ -63,17 +70,20 @@ def build(out_dir: Path, hashes: dict[str, str], cc: str | None = None) -> tuple
     src = out_dir / "src"
     objs = []
     jobs = []
-    for c_file in sorted(src.glob("*.c")):
-        obj = out_dir / "obj" / (c_file.stem + ".o")
+    cpp_files = sorted(src.glob("*.cpp"))
+    for c_file in sorted(src.glob("*.c")) + cpp_files:
+        obj = out_dir / "obj" / (c_file.name + ".o")
         obj.parent.mkdir(exist_ok=True)
-        jobs.append(subprocess.Popen([cc, *CFLAGS, "-I", str(src), "-c", str(c_file), "-o", str(obj)],
+        compiler = [cxx, *CXXFLAGS] if c_file.suffix == ".cpp" else [cc, *CFLAGS]
+        jobs.append(subprocess.Popen([*compiler, "-I", str(src), "-c", str(c_file), "-o", str(obj)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         objs.append(obj)
         if len(jobs) >= (os.cpu_count() or 2):
             _wait(jobs.pop(0))
     for job in jobs:
         _wait(job)
-    _wait(subprocess.Popen([cc, "-shared", "-pthread", "-o", str(target), *map(str, objs), "-lm"],
+    linker = cxx if cpp_files else cc
+    _wait(subprocess.Popen([linker, "-shared", "-pthread", "-o", str(target), *map(str, objs), "-lm", *link_flags],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     shutil.rmtree(out_dir / "obj", ignore_errors=True)
     tmp = cached.with_suffix(".tmp")

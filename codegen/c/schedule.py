@@ -3,6 +3,10 @@
 Python decides every name, size and call here; templates/model.c.j2 only lays them out. Dims are C
 expressions over the hyperparameters, read at load time (generic artifact) or baked in as constants
 (specialized to one GGUF file).
+
+The schedule is the host program for every device. Each node is emitted by the emitter of its device's
+codegen kind ("c" for the CPU; an accelerator kind adds its own buffers, set-up and kernel launches
+through the hooks of `Emitter`); a TRANSFER node is emitted by the accelerator side of the copy.
 """
 from __future__ import annotations
 
@@ -42,6 +46,23 @@ class WeightDecl:
     want_type: int = -1       # the GGUF type a specialized artifact was built for; -1 = any
 
 
+class Emitter:
+    """Turns the nodes of one device kind into C. Subclasses override what they need."""
+    kind = ""
+
+    def __init__(self, device: str, profile: dict | None = None):
+        self.device, self.profile = device, profile or {}
+
+    def setup(self, b: "ScheduleBuilder", plan: MemoryPlan | None) -> None:
+        """Add includes, struct fields, load/free lines and buffer declarations to b.s."""
+
+    def emit(self, b: "ScheduleBuilder", node: Node) -> "Call | None":
+        raise NotImplementedError
+
+    def transfer(self, b: "ScheduleBuilder", node: Node, to_device: bool) -> "Call":
+        raise NotImplementedError(f"{self.kind} cannot copy values between devices")
+
+
 @dataclass
 class Schedule:
     arch: str
@@ -59,14 +80,35 @@ class Schedule:
     n_vocab: str = "0"
     logits: str = ""
     scratch_bytes: list[str] = field(default_factory=list)
+    # hooks filled by accelerator emitters
+    includes: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
+    load_lines: list[str] = field(default_factory=list)
+    free_lines: list[str] = field(default_factory=list)
+    buffer_lines: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)       # extra files for the artifact's src/
+    link_flags: list[str] = field(default_factory=list)          # e.g. -lOpenCL
 
 
 class ScheduleBuilder:
-    def __init__(self, graph: Graph, plan: MemoryPlan, specialized: dict[str, Any] | None = None):
-        self.graph, self.plan, self.spec = graph, plan, specialized
-        numeric = [p for p in graph.params]
-        self.s = Schedule(graph.arch, graph.source, numeric, specialized)
+    def __init__(self, graph: Graph, plans: dict[str, MemoryPlan], specialized: dict[str, Any] | None = None,
+                 emitters: dict[str, Emitter] | None = None):
+        """plans: device -> memory plan ("cpu" is the host arena); emitters: device -> emitter (the CPU's
+        is made here)."""
+        from .emit_c import CEmitter
+        self.graph, self.plans, self.spec = graph, plans, specialized
+        self.plan = plans["cpu"]
+        self.emitters: dict[str, Emitter] = {"cpu": CEmitter("cpu"), **(emitters or {})}
+        self.s = Schedule(graph.arch, graph.source, list(graph.params), specialized)
         self.names: dict[int, str] = {}
+
+    def device_of(self, nid: int) -> str:
+        return self.graph.node(nid).device or "cpu"
+
+    def emitter(self, device: str) -> Emitter:
+        if device not in self.emitters:
+            raise ValueError(f"no code generator for device {device!r}")
+        return self.emitters[device]
 
     # ---- C expressions ----------------------------------------------------------------------------
     def c(self, e: X.Expr) -> str:
@@ -129,14 +171,18 @@ class ScheduleBuilder:
             node = g.node(nid)
             if node.op is Op.WEIGHT:
                 continue
-            if nid in self.plan.alias_of:
-                self.names[nid] = self.var(self.plan.alias_of[nid])
+            plan = next((p for p in self.plans.values() if nid in p.alias_of), None)
+            if plan is not None:
+                self.names[nid] = self.var(plan.alias_of[nid])
                 continue
-            ctype = "int32_t" if node.dtype == "i32" else "float"
-            s.buffers.append((ctype, self.var(nid), self.plan.slot_of[nid]))
+            if nid in self.plan.slot_of:
+                ctype = "int32_t" if node.dtype == "i32" else "float"
+                s.buffers.append((ctype, self.var(nid), self.plan.slot_of[nid]))
+        for device, emitter in self.emitters.items():
+            emitter.setup(self, self.plans.get(device))
         for region, calls in (("pre", s.pre), ("layer", s.layer), ("post", s.post)):
             for nid in g.order(region):
-                call = self.emit(g.node(nid))
+                call = self._emit(g.node(nid))
                 if call is not None:
                     calls.append(call)
         for c in g.carried:
@@ -148,6 +194,16 @@ class ScheduleBuilder:
                                 [f"memcpy({self.var(c.loop_in)}, {self.var(c.next)}, {size});"]))
         s.logits = self.var(g.outputs["logits"])
         return s
+
+    def _emit(self, node: Node) -> Call | None:
+        if node.op is Op.TRANSFER:
+            src, dst = str(node.attrs["src"].value), str(node.attrs["dst"].value)
+            if src == dst:
+                return None
+            if dst != "cpu":
+                return self.emitter(dst).transfer(self, node, to_device=True)
+            return self.emitter(src).transfer(self, node, to_device=False)
+        return self.emitter(self.device_of(node.id)).emit(self, node)
 
     def _c_bytes(self, size: X.Expr) -> str:
         return f"(size_t)({self.c(size)})"
@@ -170,111 +226,11 @@ class ScheduleBuilder:
         # Names were checked in the frontend: letters, digits, '_', '.', '-' and {placeholders}.
         return template.replace("{arch}", self.graph.arch).replace("{" + self.graph.layer_var + "}", "%d")
 
-    # ---- one call per node ----------------------------------------------------------------------------
-    def emit(self, n: Node) -> Call | None:
-        g = self.graph
-        ins = g.inputs(n.id)
-        v = self.var
-        a = n.attrs
-        where = f"{n.loc}  %{n.id} {n.op.value}" + (f" -> {n.label}" if n.label else "")
-        out = v(n.id)
-        shape = n.shape
-        rows, cols = self.numel(shape, -1), self.ci(shape[-1])
-        total = self.numel(shape)
-        op = n.op
-        if op in (Op.LOOP_IN, Op.RESHAPE, Op.TRANSFER, Op.WEIGHT):
-            return None
-        if op is Op.TOKENS:
-            return Call(where, [f"memcpy({out}, tokens, sizeof(int32_t) * (size_t)T);"])
-        if op is Op.POSITIONS:
-            return Call(where, [f"for (int t = 0; t < T; t++) {out}[t] = pos + t;"])
-        if op is Op.EMBED:
-            fn, extra = self.weight_kernel("embed", ins[0])
-            return Call(where, [f"{fn}({', '.join(extra + [out, v(ins[0]), v(ins[1]), 'T', cols])});"])
-        if op is Op.MATMUL:
-            x, w, b = ins
-            fn, extra = self.weight_kernel("matmul", w)
-            wn = g.node(w)
-            n_in, n_out = self.ci(wn.shape[1]), self.ci(wn.shape[0])
-            lines = [f"{fn}({', '.join(extra + ['m->th', out, v(w), v(x), n_in, n_out, rows, 'm->scratch'])});"]
-            if b is not None:
-                lines.append(self._bias(out, b, rows, n_out))
-            return Call(where, lines)
-        if op in (Op.ADD, Op.MUL):
-            fn = "llmc_add_f32" if op is Op.ADD else "llmc_mul_f32"
-            bshape = g.node(ins[1]).shape
-            b_rows = self.numel(bshape, -1)
-            call = f"{fn}({out}, {v(ins[0])}, {v(ins[1])}, {rows}, {cols}, {b_rows});"
-            if g.node(ins[1]).op is Op.WEIGHT and g.node(ins[1]).attrs.get("optional"):
-                return Call(where, [f"if ({v(ins[1])}) {call}",
-                                    f"else if ({out} != {v(ins[0])}) memcpy({out}, {v(ins[0])}, sizeof(float) * {total});"])
-            return Call(where, [call])
-        if op is Op.SCALE:
-            return Call(where, [f"llmc_scale_f32({out}, {v(ins[0])}, {total}, (float)({self.c(a['scale'])}), "
-                                f"(float)({self.c(a['bias'])}));"])
-        if op in (Op.SQR, Op.RSQRT, Op.SILU):
-            return Call(where, [f"llmc_{op.value}_f32({out}, {v(ins[0])}, {total});"])
-        if op is Op.MEAN:
-            src = g.node(ins[0]).shape
-            return Call(where, [f"llmc_mean_f32({out}, {v(ins[0])}, {self.numel(src, -1)}, {self.ci(src[-1])});"])
-        if op is Op.SOFTMAX:
-            return Call(where, [f"llmc_softmax_f32({out}, {v(ins[0])}, {rows}, {cols});"])
-        if op is Op.RMS_NORM:
-            return Call(where, [f"llmc_rms_norm_f32({out}, {v(ins[0])}, {rows}, {cols}, (float)({self.c(a['eps'])}));"])
-        if op is Op.SWIGLU:
-            return Call(where, [f"llmc_swiglu_f32({out}, {v(ins[0])}, {v(ins[1])}, {total});"])
-        if op is Op.SWIGLU_OAI:
-            return Call(where, [f"llmc_swiglu_oai_f32({out}, {v(ins[0])}, {v(ins[1])}, {total}, "
-                                f"(float)({self.c(a['alpha'])}), (float)({self.c(a['limit'])}));"])
-        if op is Op.ROPE:
-            mode = ROPE_MODE[a["mode"].value]
-            p = (f"{{ .mode = {mode}, .n_dims = {self.ci(a['n_dims'])}, .base = (float)({self.c(a['base'])}), "
-                 f".freq_scale = (float)({self.c(a['freq_scale'])}), .ext_factor = (float)({self.c(a['ext_factor'])}), "
-                 f".attn_factor = (float)({self.c(a['attn_factor'])}), .beta_fast = (float)({self.c(a['beta_fast'])}), "
-                 f".beta_slow = (float)({self.c(a['beta_slow'])}), .n_ctx_orig = {self.ci(a['n_ctx_orig'])} }}")
-            return Call(where, ["{",
-                                f"    const llmc_rope_params rp = {p};",
-                                f"    if ({out} != {v(ins[0])}) memcpy({out}, {v(ins[0])}, sizeof(float) * {total});",
-                                f"    llmc_rope_f32({out}, {v(ins[1])}, T, {self.ci(shape[1])}, {self.ci(shape[2])}, &rp);",
-                                "}"])
-        if op is Op.ATTENTION:
-            q, k, val, sinks = ins
-            qs, ks = g.node(q).shape, g.node(k).shape
-            kv = f"kv_{n.id}"
-            self.s.kv.append((kv, f"{self.numel(ks[1:])}", where))
-            sink = v(sinks) if sinks is not None else "NULL"
-            return Call(where, [f"llmc_attention_f32(m->th, {out}, {v(q)}, {v(k)}, {v(val)}, "
-                                f"m->k_{kv} + (size_t)il * m->n_ctx * {self.numel(ks[1:])}, "
-                                f"m->v_{kv} + (size_t)il * m->n_ctx * {self.numel(ks[1:])}, T, pos, "
-                                f"{self.ci(qs[1])}, {self.ci(ks[1])}, {self.ci(qs[2])}, m->n_ctx, "
-                                f"(float)({self.c(a['scale'])}), {self.ci(a['window'])}, {sink}, m->attn_scratch);"])
-        if op is Op.TOPK:
-            src = g.node(ins[0]).shape
-            return Call(where, [f"llmc_top_k_f32({out}, {v(ins[0])}, {self.numel(src, -1)}, {self.ci(src[-1])}, "
-                                f"{self.ci(a['k'])});"])
-        if op is Op.GATHER:
-            src = g.node(ins[0]).shape
-            return Call(where, [f"llmc_gather_f32({out}, {v(ins[0])}, {v(ins[1])}, {self.numel(src, -1)}, "
-                                f"{self.ci(src[-1])}, {cols});"])
-        if op is Op.MOE_MATMUL:
-            x, w, sel, b = ins
-            fn, extra = self.weight_kernel("moe_matmul", w)
-            wn, xs = g.node(w), g.node(x).shape
-            bias = v(b) if b is not None else "NULL"
-            return Call(where, [f"{fn}({', '.join(extra + ['m->th', out, v(w), v(x), '1' if len(xs) == 3 else '0', v(sel), bias, self.ci(wn.shape[2]), self.ci(wn.shape[1]), 'T', self.ci(shape[1]), 'm->scratch'])});"])
-        if op is Op.WEIGHTED_SUM:
-            xs = g.node(ins[0]).shape
-            return Call(where, [f"llmc_weighted_sum_f32({out}, {v(ins[0])}, {v(ins[1])}, T, {self.ci(xs[1])}, "
-                                f"{self.ci(xs[2])});"])
-        raise NotImplementedError(f"the C target has no kernel for {op.value} ({n.loc})")
-
-    def _bias(self, out: str, b: int, rows: str, n_out: str) -> str:
-        call = f"llmc_add_f32({out}, {out}, {self.var(b)}, {rows}, {n_out}, 1);"
-        if self.graph.node(b).attrs.get("optional"):
-            return f"if ({self.var(b)}) {call}"
-        return call
-
-
-def render_model_c(graph: Graph, plan: MemoryPlan, specialized: dict[str, Any] | None = None) -> str:
-    schedule = ScheduleBuilder(graph, plan, specialized).build()
-    return _ENV.get_template("model.c.j2").render(s=schedule, type_ids=TYPE_IDS)
+def render_model_c(graph: Graph, plans: dict[str, MemoryPlan] | MemoryPlan, specialized: dict[str, Any] | None = None,
+                   emitters: dict[str, Emitter] | None = None) -> tuple[str, dict[str, str], list[str]]:
+    """model.c, any extra source files the accelerator emitters need, and extra link flags."""
+    if isinstance(plans, MemoryPlan):
+        plans = {"cpu": plans}
+    schedule = ScheduleBuilder(graph, plans, specialized, emitters).build()
+    model_c = _ENV.get_template("model.c.j2").render(s=schedule, type_ids=TYPE_IDS)
+    return model_c, schedule.sources, schedule.link_flags

@@ -1,0 +1,125 @@
+"""The CPU emitter: one C kernel call per IR node, for the host part of every generated model."""
+from __future__ import annotations
+
+from llmc.ir import expr as X
+from llmc.ir.graph import Node
+from llmc.ir.ops import Op
+
+from .schedule import ROPE_MODE, Call, Emitter
+
+
+class CEmitter(Emitter):
+    kind = "c"
+
+    def emit(self, b, n: Node) -> Call | None:
+        g = b.graph
+        ins = g.inputs(n.id)
+        v = b.var
+        a = n.attrs
+        where = f"{n.loc}  %{n.id} {n.op.value}" + (f" -> {n.label}" if n.label else "")
+        out = v(n.id)
+        shape = n.shape
+        rows, cols = b.numel(shape, -1), b.ci(shape[-1])
+        total = b.numel(shape)
+        op = n.op
+        if op in (Op.LOOP_IN, Op.RESHAPE, Op.TRANSFER, Op.WEIGHT):
+            return None
+        if op is Op.TOKENS:
+            return Call(where, [f"memcpy({out}, tokens, sizeof(int32_t) * (size_t)T);"])
+        if op is Op.POSITIONS:
+            return Call(where, [f"for (int t = 0; t < T; t++) {out}[t] = pos + t;"])
+        if op is Op.EMBED:
+            fn, extra = b.weight_kernel("embed", ins[0])
+            return Call(where, [f"{fn}({', '.join(extra + [out, v(ins[0]), v(ins[1]), 'T', cols])});"])
+        if op is Op.MATMUL:
+            x, w, bias = ins
+            fn, extra = b.weight_kernel("matmul", w)
+            wn = g.node(w)
+            n_in, n_out = b.ci(wn.shape[1]), b.ci(wn.shape[0])
+            lines = [f"{fn}({', '.join(extra + ['m->th', out, v(w), v(x), n_in, n_out, rows, 'm->scratch'])});"]
+            if bias is not None:
+                lines.append(self._bias(b, out, bias, rows, n_out))
+            return Call(where, lines)
+        if op in (Op.ADD, Op.MUL) and len(g.node(ins[1]).shape) == len(shape) and len(shape) > 1 \
+                and g.node(ins[1]).shape[-1] == X.Num(1) and shape[-1] != X.Num(1):
+            # b (..., 1) scales each row of a (..., n): the per-row broadcast a decomposed rms_norm makes
+            sym = "+" if op is Op.ADD else "*"
+            return Call(where, [f"for (long r = 0; r < {rows}; r++)",
+                                f"    for (long i = 0; i < {cols}; i++)",
+                                f"        {out}[r * {cols} + i] = {v(ins[0])}[r * {cols} + i] {sym} {v(ins[1])}[r];"])
+        if op in (Op.ADD, Op.MUL):
+            fn = "llmc_add_f32" if op is Op.ADD else "llmc_mul_f32"
+            bshape = g.node(ins[1]).shape
+            b_rows = b.numel(bshape, -1)
+            call = f"{fn}({out}, {v(ins[0])}, {v(ins[1])}, {rows}, {cols}, {b_rows});"
+            if g.node(ins[1]).op is Op.WEIGHT and g.node(ins[1]).attrs.get("optional"):
+                return Call(where, [f"if ({v(ins[1])}) {call}",
+                                    f"else if ({out} != {v(ins[0])}) memcpy({out}, {v(ins[0])}, sizeof(float) * {total});"])
+            return Call(where, [call])
+        if op is Op.SCALE:
+            return Call(where, [f"llmc_scale_f32({out}, {v(ins[0])}, {total}, (float)({b.c(a['scale'])}), "
+                                f"(float)({b.c(a['bias'])}));"])
+        if op in (Op.SQR, Op.RSQRT, Op.SILU):
+            return Call(where, [f"llmc_{op.value}_f32({out}, {v(ins[0])}, {total});"])
+        if op is Op.MEAN:
+            src = g.node(ins[0]).shape
+            return Call(where, [f"llmc_mean_f32({out}, {v(ins[0])}, {b.numel(src, -1)}, {b.ci(src[-1])});"])
+        if op is Op.SOFTMAX:
+            return Call(where, [f"llmc_softmax_f32({out}, {v(ins[0])}, {rows}, {cols});"])
+        if op is Op.RMS_NORM:
+            return Call(where, [f"llmc_rms_norm_f32({out}, {v(ins[0])}, {rows}, {cols}, (float)({b.c(a['eps'])}));"])
+        if op is Op.RMS_NORM_MUL:
+            return Call(where, [f"llmc_rms_norm_mul_f32({out}, {v(ins[0])}, {v(ins[1])}, {rows}, {cols}, "
+                                f"(float)({b.c(a['eps'])}));"])
+        if op is Op.SWIGLU:
+            return Call(where, [f"llmc_swiglu_f32({out}, {v(ins[0])}, {v(ins[1])}, {total});"])
+        if op is Op.SWIGLU_OAI:
+            return Call(where, [f"llmc_swiglu_oai_f32({out}, {v(ins[0])}, {v(ins[1])}, {total}, "
+                                f"(float)({b.c(a['alpha'])}), (float)({b.c(a['limit'])}));"])
+        if op is Op.ROPE:
+            mode = ROPE_MODE[a["mode"].value]
+            p = (f"{{ .mode = {mode}, .n_dims = {b.ci(a['n_dims'])}, .base = (float)({b.c(a['base'])}), "
+                 f".freq_scale = (float)({b.c(a['freq_scale'])}), .ext_factor = (float)({b.c(a['ext_factor'])}), "
+                 f".attn_factor = (float)({b.c(a['attn_factor'])}), .beta_fast = (float)({b.c(a['beta_fast'])}), "
+                 f".beta_slow = (float)({b.c(a['beta_slow'])}), .n_ctx_orig = {b.ci(a['n_ctx_orig'])} }}")
+            return Call(where, ["{",
+                                f"    const llmc_rope_params rp = {p};",
+                                f"    if ({out} != {v(ins[0])}) memcpy({out}, {v(ins[0])}, sizeof(float) * {total});",
+                                f"    llmc_rope_f32({out}, {v(ins[1])}, T, {b.ci(shape[1])}, {b.ci(shape[2])}, &rp);",
+                                "}"])
+        if op is Op.ATTENTION:
+            q, k, val, sinks = ins
+            qs, ks = g.node(q).shape, g.node(k).shape
+            kv = f"kv_{n.id}"
+            b.s.kv.append((kv, f"{b.numel(ks[1:])}", where))
+            sink = v(sinks) if sinks is not None else "NULL"
+            return Call(where, [f"llmc_attention_f32(m->th, {out}, {v(q)}, {v(k)}, {v(val)}, "
+                                f"m->k_{kv} + (size_t)il * m->n_ctx * {b.numel(ks[1:])}, "
+                                f"m->v_{kv} + (size_t)il * m->n_ctx * {b.numel(ks[1:])}, T, pos, "
+                                f"{b.ci(qs[1])}, {b.ci(ks[1])}, {b.ci(qs[2])}, m->n_ctx, "
+                                f"(float)({b.c(a['scale'])}), {b.ci(a['window'])}, {sink}, m->attn_scratch);"])
+        if op is Op.TOPK:
+            src = g.node(ins[0]).shape
+            return Call(where, [f"llmc_top_k_f32({out}, {v(ins[0])}, {b.numel(src, -1)}, {b.ci(src[-1])}, "
+                                f"{b.ci(a['k'])});"])
+        if op is Op.GATHER:
+            src = g.node(ins[0]).shape
+            return Call(where, [f"llmc_gather_f32({out}, {v(ins[0])}, {v(ins[1])}, {b.numel(src, -1)}, "
+                                f"{b.ci(src[-1])}, {cols});"])
+        if op is Op.MOE_MATMUL:
+            x, w, sel, bias_in = ins
+            fn, extra = b.weight_kernel("moe_matmul", w)
+            wn, xs = g.node(w), g.node(x).shape
+            bias = v(bias_in) if bias_in is not None else "NULL"
+            return Call(where, [f"{fn}({', '.join(extra + ['m->th', out, v(w), v(x), '1' if len(xs) == 3 else '0', v(sel), bias, b.ci(wn.shape[2]), b.ci(wn.shape[1]), 'T', b.ci(shape[1]), 'm->scratch'])});"])
+        if op is Op.WEIGHTED_SUM:
+            xs = g.node(ins[0]).shape
+            return Call(where, [f"llmc_weighted_sum_f32({out}, {v(ins[0])}, {v(ins[1])}, T, {b.ci(xs[1])}, "
+                                f"{b.ci(xs[2])});"])
+        raise NotImplementedError(f"the C target has no kernel for {op.value} ({n.loc})")
+
+    def _bias(self, b, out: str, bias: int, rows: str, n_out: str) -> str:
+        call = f"llmc_add_f32({out}, {out}, {b.var(bias)}, {rows}, {n_out}, 1);"
+        if b.graph.node(bias).attrs.get("optional"):
+            return f"if ({b.var(bias)}) {call}"
+        return call
