@@ -234,3 +234,17 @@ def render_model_c(graph: Graph, plans: dict[str, MemoryPlan] | MemoryPlan, spec
     schedule = ScheduleBuilder(graph, plans, specialized, emitters).build()
     model_c = _ENV.get_template("model.c.j2").render(s=schedule, type_ids=TYPE_IDS)
     return model_c, schedule.sources, schedule.link_flags
+
+
+# codegen kind of a device profile -> the module and class of its emitter (imported only when used)
+EMITTER_KINDS = {"opencl": ("llmc.codegen.opencl.emit", "OpenCLEmitter"),
+                 "ascendc": ("llmc.codegen.ascendc.emit", "AscendCEmitter")}
+
+
+def emitter_for(kind: str, device: str, profile: dict | None = None) -> Emitter:
+    """The emitter of an accelerator's codegen kind; the CPU's ("c") is built into ScheduleBuilder."""
+    import importlib
+    if kind not in EMITTER_KINDS:
+        raise ValueError(f"no code generator for codegen kind {kind!r}; have c, {', '.join(EMITTER_KINDS)}")
+    module, cls = EMITTER_KINDS[kind]
+    return getattr(importlib.import_module(module), cls)(device, profile)
