@@ -16,7 +16,7 @@ class CEmitter(Emitter):
         ins = g.inputs(n.id)
         v = b.var
         a = n.attrs
-        where = f"{n.loc}  %{n.id} {n.op.value}" + (f" -> {n.label}" if n.label else "")
+        where = b.where(n)
         out = v(n.id)
         shape = n.shape
         rows, cols = b.numel(shape, -1), b.ci(shape[-1])

@@ -10,6 +10,7 @@ through the hooks of `Emitter`); a TRANSFER node is emitted by the accelerator s
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +102,21 @@ class ScheduleBuilder:
         self.emitters: dict[str, Emitter] = {"cpu": CEmitter("cpu"), **(emitters or {})}
         self.s = Schedule(graph.arch, graph.source, list(graph.params), specialized)
         self.names: dict[int, str] = {}
+        self._last_loc: tuple[str, int] | None = None
+
+    def where(self, node: Node) -> str:
+        """A comment pointing back to the DSL: `llama.llmc:36  q = rope(...)  [%20 rope]`. DSL text is
+        user input, so it is cut at the comment terminator before it reaches C."""
+        what = f"%{node.id} {node.op.value}" + (f" -> {node.label}" if node.label else "")
+        if node.loc is None:
+            return f"[{what}] (implicit)"
+        if (node.loc.file, node.loc.line) == self._last_loc:       # same DSL line as the call above
+            return f"{' ' * len(os.path.basename(node.loc.file))}  ...  [{what}]"
+        self._last_loc = (node.loc.file, node.loc.line)
+        text = " ".join(node.loc.text.split()).replace("*/", "* /")
+        if len(text) > 90:
+            text = text[:87] + "..."
+        return f"{os.path.basename(node.loc.file)}:{node.loc.line}  {text}  [{what}]"
 
     def device_of(self, nid: int) -> str:
         return self.graph.node(nid).device or "cpu"
@@ -220,7 +236,7 @@ class ScheduleBuilder:
         want = TYPE_IDS[types[0]] if types and len(set(types)) == 1 else -1
         self.s.weights.append(WeightDecl(self._weight_field(node), fmt, self._format(fb.attrs["gguf"]) if fb else None,
                                          bool(node.attrs.get("optional")), node.region == "layer", kind, ne,
-                                         f"{node.label}: {node.attrs['gguf']}  ({node.loc})", want))
+                                         f"{node.label}: {node.attrs['gguf']}  ({os.path.basename(node.loc.file)}:{node.loc.line})", want))
 
     def _format(self, template: str) -> str:
         # Names were checked in the frontend: letters, digits, '_', '.', '-' and {placeholders}.
