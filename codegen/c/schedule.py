@@ -89,6 +89,7 @@ class Schedule:
     buffer_lines: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)       # extra files for the artifact's src/
     link_flags: list[str] = field(default_factory=list)          # e.g. -lOpenCL
+    last_rows_only: bool = False                                  # the post region runs on T_out rows
 
 
 class ScheduleBuilder:
@@ -103,6 +104,7 @@ class ScheduleBuilder:
         self.s = Schedule(graph.arch, graph.source, list(graph.params), specialized)
         self.names: dict[int, str] = {}
         self._last_loc: tuple[str, int] | None = None
+        self.in_post = False
 
     def where(self, node: Node) -> str:
         """A comment pointing back to the DSL: `llama.llmc:36  q = rope(...)  [%20 rope]`. DSL text is
@@ -130,7 +132,7 @@ class ScheduleBuilder:
     def c(self, e: X.Expr) -> str:
         def name(n: str) -> str:
             if n == "T":
-                return "T"
+                return "T_out" if self.in_post else "T"
             if n == "n_batch":
                 return "m->n_batch"
             if n == self.graph.layer_var:
@@ -148,6 +150,14 @@ class ScheduleBuilder:
         return " * ".join(f"(long)({self.c(d)})" for d in dims) or "1"
 
     def var(self, nid: int) -> str:
+        node = self.graph.node(nid)
+        if self.in_post and node.region != "post" and node.op is not Op.WEIGHT:
+            # the post region runs on the last T_out rows only (see _post_is_row_wise)
+            row = self.numel(node.shape[1:])
+            return f"({self._name(nid)} + (size_t)(T - T_out) * {row})"
+        return self._name(nid)
+
+    def _name(self, nid: int) -> str:
         if nid not in self.names:
             node = self.graph.node(nid)
             if node.op is Op.WEIGHT:
@@ -196,11 +206,14 @@ class ScheduleBuilder:
                 s.buffers.append((ctype, self.var(nid), self.plan.slot_of[nid]))
         for device, emitter in self.emitters.items():
             emitter.setup(self, self.plans.get(device))
+        s.last_rows_only = self._post_is_row_wise()
         for region, calls in (("pre", s.pre), ("layer", s.layer), ("post", s.post)):
+            self.in_post = region == "post" and s.last_rows_only
             for nid in g.order(region):
                 call = self._emit(g.node(nid))
                 if call is not None:
                     calls.append(call)
+        self.in_post = False
         for c in g.carried:
             shape = g.node(c.loop_in).shape
             size = f"sizeof(float) * {self.numel(shape)}"
@@ -210,6 +223,17 @@ class ScheduleBuilder:
                                 [f"memcpy({self.var(c.loop_in)}, {self.var(c.next)}, {size});"]))
         s.logits = self.var(g.outputs["logits"])
         return s
+
+    ROW_WISE = frozenset({Op.RMS_NORM, Op.RMS_NORM_MUL, Op.MUL, Op.ADD, Op.SCALE, Op.MATMUL, Op.SQR, Op.MEAN,
+                          Op.RSQRT, Op.SILU, Op.SWIGLU, Op.SOFTMAX, Op.WEIGHT})
+
+    def _post_is_row_wise(self) -> bool:
+        """When every op after the layer block treats token rows independently, a call that wants only
+        the last token's logits (decode, and the end of a prefill) runs them on that row alone: the lm
+        head is the largest matmul of a small model."""
+        post = [self.graph.node(n) for n in self.graph.order("post")]
+        return bool(post) and all(n.op in self.ROW_WISE and (n.op is Op.WEIGHT or n.shape[0] == X.Name("T"))
+                                  for n in post) and all(n.device in ("", "cpu") for n in post)
 
     def _emit(self, node: Node) -> Call | None:
         if node.op is Op.TRANSFER:
