@@ -46,7 +46,7 @@ class GGUFFile:
         try:
             self._reader = gguf.GGUFReader(self.path)
         except Exception as exc:  # the reader raises ValueError, struct.error, IndexError, ...
-            raise GGUFError(f"{self.path}: not a readable GGUF file: {exc}") from None
+            raise GGUFError(f"{self.path}: not a readable GGUF file: {_diagnose(self.path) or exc}") from None
         self.file_size = os.path.getsize(self.path)
         self.metadata: dict[str, Any] = {}
         for key, field in self._reader.fields.items():
@@ -86,3 +86,82 @@ class GGUFFile:
         else:
             out = gguf.quants.dequantize(np.asarray(data), gguf.GGMLQuantizationType(info.type_id))
         return np.ascontiguousarray(out, dtype=np.float32).reshape(info.shape)
+
+
+# ---- diagnosis of files the gguf reader refuses ------------------------------------------------------------
+_SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}   # GGUF value type -> bytes
+
+
+def _diagnose(path: str) -> str | None:
+    """Walk the header and tensor table; name the first tensor whose type or data range is wrong."""
+    import struct
+
+    import gguf
+
+    data = open(path, "rb").read()
+    size = len(data)
+    at = 0
+
+    def take(n: int) -> bytes:
+        nonlocal at
+        if at + n > size:
+            raise EOFError(f"the file ends at byte {size}, inside the header at byte {at}")
+        chunk = data[at:at + n]
+        at += n
+        return chunk
+
+    def u32() -> int:
+        return struct.unpack("<I", take(4))[0]
+
+    def u64() -> int:
+        return struct.unpack("<Q", take(8))[0]
+
+    def string() -> str:
+        return take(u64()).decode("utf-8", "replace")
+
+    def skip_value(vtype: int) -> None:
+        if vtype == 8:
+            string()
+        elif vtype == 9:
+            inner, count = u32(), u64()
+            for _ in range(count):
+                skip_value(inner)
+        elif vtype in _SCALAR:
+            take(_SCALAR[vtype])
+        else:
+            raise ValueError(f"unknown metadata value type {vtype} at byte {at - 4}")
+
+    try:
+        if take(4) != b"GGUF":
+            return "bad magic (not a GGUF file)"
+        u32()
+        n_tensors, n_kv = u64(), u64()
+        alignment = 32
+        for _ in range(n_kv):
+            key = string()
+            vtype = u32()
+            if key == "general.alignment" and vtype == 4:
+                alignment = u32()
+            else:
+                skip_value(vtype)
+        infos = []
+        for _ in range(n_tensors):
+            info_at = at
+            name = string()
+            ne = [u64() for _ in range(u32())]
+            infos.append((name, info_at, ne, u32(), u64()))
+        start = (at + alignment - 1) // alignment * alignment
+        for name, info_at, ne, ttype, offset in infos:
+            if ttype not in gguf.GGML_QUANT_SIZES and ttype not in [t.value for t in gguf.GGMLQuantizationType]:
+                return f"tensor {name!r} (info at byte {info_at}) has unknown type id {ttype}"
+            block, nbytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ttype)]
+            n = 1
+            for d in ne:
+                n *= d
+            need = n // block * nbytes
+            if start + offset + need > size:
+                return (f"tensor {name!r} (info at byte {info_at}): data at offset {start + offset} + {need} bytes "
+                        f"runs past the end of the file ({size} bytes)")
+    except (EOFError, ValueError) as exc:
+        return str(exc)
+    return None
