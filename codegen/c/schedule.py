@@ -63,6 +63,10 @@ class Emitter:
     def transfer(self, b: "ScheduleBuilder", node: Node, to_device: bool) -> "Call":
         raise NotImplementedError(f"{self.kind} cannot copy values between devices")
 
+    def copy(self, b: "ScheduleBuilder", dst: int, src: int, nbytes: str) -> list[str]:
+        """Lines that copy value src into value dst, both in this device's memory (a carried value)."""
+        return [f"memcpy({b.var(dst)}, {b.var(src)}, {nbytes});"]
+
 
 @dataclass
 class Schedule:
@@ -215,12 +219,10 @@ class ScheduleBuilder:
                     calls.append(call)
         self.in_post = False
         for c in g.carried:
-            shape = g.node(c.loop_in).shape
-            size = f"sizeof(float) * {self.numel(shape)}"
-            s.pre.append(Call(f"carry {c.var} into the layer loop",
-                              [f"memcpy({self.var(c.loop_in)}, {self.var(c.init)}, {size});"]))
-            s.layer.append(Call(f"carry {c.var} to the next layer",
-                                [f"memcpy({self.var(c.loop_in)}, {self.var(c.next)}, {size});"]))
+            size = f"sizeof(float) * {self.numel(g.node(c.loop_in).shape)}"
+            copier = self.emitter(self.device_of(c.loop_in))
+            s.pre.append(Call(f"carry {c.var} into the layer loop", copier.copy(self, c.loop_in, c.init, size)))
+            s.layer.append(Call(f"carry {c.var} to the next layer", copier.copy(self, c.loop_in, c.next, size)))
         s.logits = self.var(g.outputs["logits"])
         return s
 
