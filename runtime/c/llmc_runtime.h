@@ -46,16 +46,18 @@ void llmc_moe_matmul_any(int type, llmc_threads *th, float *y, const void *w, co
                          const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
                          void *scratch);
 
-/* Defined by every generated model.c. */
+/* Defined by every generated model.c: the library's only exported symbols (it is built with
+ * -fvisibility=hidden, so two artifacts loaded in one process never bind to each other's kernels). */
+#define LLMC_API __attribute__((visibility("default")))
 typedef struct llmc_model llmc_model;
-llmc_model *llmc_model_load(const char *gguf_path, const double *params, int n_params, int n_ctx, int n_batch,
+LLMC_API llmc_model *llmc_model_load(const char *gguf_path, const double *params, int n_params, int n_ctx, int n_batch,
                             int n_threads, char *err, size_t err_len);
-int llmc_forward(llmc_model *m, const int32_t *tokens, int n_tokens, int pos, float *logits, int all_logits,
+LLMC_API int llmc_forward(llmc_model *m, const int32_t *tokens, int n_tokens, int pos, float *logits, int all_logits,
                  char *err, size_t err_len);
-void llmc_model_free(llmc_model *m);
-int llmc_model_n_params(void);
-int llmc_model_n_vocab(const llmc_model *m);
-int llmc_model_n_ctx(const llmc_model *m);
-size_t llmc_model_arena_bytes(const llmc_model *m);
+LLMC_API void llmc_model_free(llmc_model *m);
+LLMC_API int llmc_model_n_params(void);
+LLMC_API int llmc_model_n_vocab(const llmc_model *m);
+LLMC_API int llmc_model_n_ctx(const llmc_model *m);
+LLMC_API size_t llmc_model_arena_bytes(const llmc_model *m);
 
 #endif

@@ -57,7 +57,7 @@ struct llmc_threads {
 static unsigned wait_generation(llmc_threads *th, unsigned seen) {
     for (int i = 0; i < SPIN_ROUNDS; i++) {
         unsigned g = atomic_load_explicit(&th->generation, memory_order_acquire);
-        if (g != seen) {
+        if (g != seen || atomic_load_explicit(&th->stop, memory_order_acquire)) {
             return g;
         }
         LLMC_PAUSE();
@@ -65,7 +65,9 @@ static unsigned wait_generation(llmc_threads *th, unsigned seen) {
     pthread_mutex_lock(&th->lock);
     atomic_fetch_add(&th->n_sleeping, 1);
     unsigned g;
-    while ((g = atomic_load(&th->generation)) == seen) {
+    /* stop is checked too: a worker that starts after destroy's last publish reads the final generation
+     * as `seen` and would otherwise wait for a bump that never comes */
+    while ((g = atomic_load(&th->generation)) == seen && !atomic_load(&th->stop)) {
         pthread_cond_wait(&th->wake, &th->lock);
     }
     atomic_fetch_sub(&th->n_sleeping, 1);
