@@ -38,7 +38,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--out", required=True, help="artifact directory to write")
     c.add_argument("--specialize", metavar="GGUF", help="bake this file's dims and weight types in as constants")
     c.add_argument("--dump-ir", metavar="DIR", help="write the graph after every pass into DIR")
+    c.add_argument("--gguf", metavar="FILE", help="place by this file's weight types and fit it to memory "
+                   "(without baking it in)")
+    c.add_argument("--device-memory", metavar="[DEVICE=]SIZE", action="append", default=[],
+                   help="override a device's memory, e.g. 8GiB (the target) or cpu=16GiB; repeatable")
     c.set_defaults(func=cmd_compile)
+
+    e = sub.add_parser("explain", help="where every node of a compiled artifact runs, and why")
+    e.add_argument("artifact")
+    e.set_defaults(func=cmd_explain)
+
+    t = sub.add_parser("targets", help="list the device profiles and what each runs natively")
+    t.set_defaults(func=cmd_targets)
 
     r = sub.add_parser("run", help="generate text, streaming tokens as they come")
     r.add_argument("model", help="an artifact directory, or an architecture with --target reference")
@@ -82,13 +93,39 @@ def _smollm2() -> str:
 
 def cmd_compile(args) -> int:
     from llmc import arch_path
+    from llmc.compiler.devices import get_profile, parse_size
     from llmc.compiler.driver import compile_model
-    result = compile_model(arch_path(args.arch), args.target, args.out, args.specialize, args.dump_ir)
+    memory = {}
+    for item in args.device_memory:
+        device, _, size = item.rpartition("=")
+        memory[device or get_profile(args.target).name] = parse_size(size, "--device-memory")
+    result = compile_model(arch_path(args.arch), args.target, args.out, args.specialize, args.dump_ir,
+                           gguf=args.gguf, device_memory=memory)
     g = result.graph
     print(f"compiled {args.arch} for {args.target} in {result.seconds:.1f} s"
           f"{' (library from the build cache)' if result.cached else ''}: {len(g)} IR nodes, "
           f"{len(result.plan.slots)} arena slots{', specialized to ' + result.manifest['specialized']['file'] if result.manifest['specialized'] else ''}")
-    print(f"artifact: {result.out_dir}")
+    print(result.report)
+    print(f"artifact: {result.out_dir} (llmc explain {result.out_dir}; picture: {result.out_dir}/graph.html)")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from llmc.compiler import report
+    from llmc.runtime.artifact import read_manifest
+    manifest = read_manifest(args.artifact)
+    if "device_profile" not in manifest:
+        raise LlmcError(f"{args.artifact}: compiled before device placement was recorded; compile it again")
+    print(report.summary(manifest))
+    print()
+    print(report.explain(manifest))
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from llmc.compiler import report
+    from llmc.compiler.devices import list_profiles
+    print(report.targets_table(list_profiles()))
     return 0
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -53,6 +53,8 @@ class AscendCodegenError(ValueError):
 
 # ---- what a generated kernel is ------------------------------------------------------------------
 
+# Kernel symbols: llmc_ascendc_<op>_<dtype>, apart from the C target's llmc_<op>_f32 in the same model library.
+PREFIX = "llmc_ascendc_"
 BLOCK_BYTES = 32  # UB data block: DataCopy lengths and UB addresses are multiples of this
 BUFFER_NUM = 2  # double buffering, mirrors the kernels' constexpr
 MAX_TILE_BYTES = 32 * 1024  # per queue buffer; bigger tiles only lengthen the pipeline fill
@@ -98,6 +100,9 @@ class AscendKernel:
     tiling: tuple[TilingField, ...]
     block_dim: int
     weight_layout: str = ""  # matvec only: "int8" or "nibbles" (see runtime/ascendc/host_prep.py)
+    # What the generated host code needs to recompute the tiling at run time from the actual dims
+    # (codegen/ascendc/templates/ascend_host.cpp.j2): the tiling family and its compile-time constants.
+    recipe: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def npu_arch(self) -> int:
@@ -132,6 +137,12 @@ class _Scratch:
     def nbytes(self, values: dict) -> int:
         n = self.elems if self.count is None else values[self.count]
         return n * _CTYPE_BYTES[self.ctype]
+
+    def host_expr(self) -> str:
+        """The same size as a C++ expression over the host tiling code's locals (colsAligned, ...)."""
+        if self.count is None:
+            return str(self.elems * _CTYPE_BYTES[self.ctype])
+        return f"uint64_t({self.count}) * {_CTYPE_BYTES[self.ctype]}"
 
 
 _ENV = jinja2.Environment(
@@ -193,7 +204,7 @@ def _spec(
     origin: str,
     **extra,
 ) -> SimpleNamespace:
-    parts = name.removeprefix("llmc_").split("_")
+    parts = name.removeprefix(PREFIX).split("_")
     wrapped = [w for line in doc_lines for w in textwrap.wrap(line, 100, subsequent_indent="  ")]
     return SimpleNamespace(
         name=name,
@@ -215,6 +226,10 @@ def _spec(
 _ELEMENTWISE = {
     # op: (inputs, output, summary, fp32 scratch buffers for fp32 io, for fp16 io)
     "add": (("x", "y"), "z", "z = x + y", (), ()),
+    "sqr": (("x",), "y", "y = x * x", (), ()),
+    "rsqrt": (("x",), "y", "y = 1 / sqrt(x)", (), ()),
+    "scale": (("x",), "y", "y = x * scale + bias (scale, bias in the tiling)", (), ()),
+    "silu": (("x",), "y", "y = x / (1 + exp(-x)), from Muls/Exp/Adds/Reciprocal/Mul", ("tmp",), ("xF", "tmp")),
     "mul": (("x", "y"), "z", "z = x * y", (), ()),
     "swiglu": (
         ("gate", "up"),
@@ -233,7 +248,15 @@ _ELEMENTWISE = {
 }
 
 
-def _elementwise(op: str, chip: AscendChip, n: int, dtype: str, origin: str, **extra) -> AscendKernel:
+def _elementwise(
+    op: str,
+    chip: AscendChip,
+    n: int,
+    dtype: str,
+    origin: str,
+    extra_fields: tuple[TilingField, ...] = (),
+    **extra,
+) -> AscendKernel:
     ctype, size, suffix = _io(dtype)
     if n < 1:
         raise AscendCodegenError(f"{op}: empty input")
@@ -255,8 +278,9 @@ def _elementwise(op: str, chip: AscendChip, n: int, dtype: str, origin: str, **e
         TilingField("tileLength", "uint32_t", tile),
         TilingField("numTiles", "uint32_t", num_tiles),
         TilingField("tilesPerCore", "uint32_t", tiles_per_core),
+        *extra_fields,
     ]
-    name = f"llmc_{op}_{suffix}"
+    name = f"{PREFIX}{op}_{suffix}"
     tail = (
         "ragged last tile: DataCopyPad"
         if chip.has_data_copy_pad
@@ -291,7 +315,8 @@ def _elementwise(op: str, chip: AscendChip, n: int, dtype: str, origin: str, **e
         KernelArg(output, dtype, (n,), (total,), output=True),
     )
     source, host = _render(f"{op}.cpp.j2", spec, args)
-    return AscendKernel(name, op, chip, source, host, args, tuple(fields), block_dim)
+    recipe = {"family": "elementwise", "bytes_per_elem": bytes_per_elem, "elem_bytes": size}
+    return AscendKernel(name, op, chip, source, host, args, tuple(fields), block_dim, recipe=recipe)
 
 
 def add(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "add") -> AscendKernel:
@@ -302,6 +327,34 @@ def add(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "add") -
 def mul(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "mul") -> AscendKernel:
     """z[N] = x[N] * y[N]."""
     return _elementwise("mul", chip, n, dtype, origin)
+
+
+def sqr(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "sqr") -> AscendKernel:
+    """y[N] = x[N] * x[N] (the first step of a decomposed rms_norm)."""
+    return _elementwise("sqr", chip, n, dtype, origin)
+
+
+def rsqrt(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "rsqrt") -> AscendKernel:
+    """y[N] = 1 / sqrt(x[N]) with the Rsqrt basic API."""
+    return _elementwise("rsqrt", chip, n, dtype, origin)
+
+
+def scale(
+    chip: AscendChip,
+    n: int,
+    dtype: str = "float32",
+    scale: float = 1.0,
+    bias: float = 0.0,
+    origin: str = "scale",
+) -> AscendKernel:
+    """y[N] = x[N] * scale + bias; scale and bias travel in the tiling (they are hyperparameters)."""
+    extra = (TilingField("scale", "float", float(scale)), TilingField("bias", "float", float(bias)))
+    return _elementwise("scale", chip, n, dtype, origin, extra)
+
+
+def silu(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "silu") -> AscendKernel:
+    """y[N] = silu(x) from basic ops (no Silu high-level API on 310B)."""
+    return _elementwise("silu", chip, n, dtype, origin)
 
 
 def swiglu(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "swiglu") -> AscendKernel:
@@ -368,7 +421,7 @@ def _rows_kernel(
         TilingField("workBytes", "uint32_t", work_elems * 4),
         *extra_fields,
     ]
-    name = f"llmc_{op}_{suffix}"
+    name = f"{PREFIX}{op}_{suffix}"
     copy = (
         "rows whose bytes are not a multiple of 32 move with DataCopyPad (one call per tile)"
         if chip.has_data_copy_pad
@@ -398,6 +451,11 @@ def _rows_kernel(
         io_is_half=ctype == "half",
         extra_inputs=extra_inputs,
         scratch=[SimpleNamespace(name=s.name, bytes=s.expr()) for s in scratch],
+        recipe={
+            "family": "rows",
+            "elem_bytes": size,
+            "fixed_bytes": " + ".join(s.host_expr() for s in scratch) or "0",
+        },
     )
     args = (
         KernelArg("x", dtype, (rows, cols), (rows, row_stride)),
@@ -439,7 +497,9 @@ def rms_norm(
         origin,
     )
     source, host = _render("rms_norm.cpp.j2", spec, args)
-    return AscendKernel(spec.name, "rms_norm", chip, source, host, args, tuple(fields), block_dim)
+    return AscendKernel(
+        spec.name, "rms_norm", chip, source, host, args, tuple(fields), block_dim, recipe=spec.recipe
+    )
 
 
 def softmax(
@@ -463,7 +523,40 @@ def softmax(
         origin,
     )
     source, host = _render("softmax.cpp.j2", spec, args)
-    return AscendKernel(spec.name, "softmax", chip, source, host, args, tuple(fields), block_dim)
+    return AscendKernel(
+        spec.name, "softmax", chip, source, host, args, tuple(fields), block_dim, recipe=spec.recipe
+    )
+
+
+def mean(chip: AscendChip, rows: int, cols: int, dtype: str = "float32", origin: str = "mean") -> AscendKernel:
+    """y[rows] = sum(x[r, :]) / cols per row (ReduceSum + Muls), the second step of a decomposed rms_norm."""
+    ctype = _io(dtype)[0]
+    if not chip.has_data_copy_pad:
+        raise AscendCodegenError(f"mean writes one value per row and needs DataCopyPad, which {chip.title} lacks")
+    scratch = [_Scratch("work", "uint8_t", "workBytes"), _Scratch("scalar", "float", None, 8)]
+    if ctype == "half":
+        scratch.append(_Scratch("xf", "float", "colsAligned"))
+    extra = [TilingField("invCols", "float", 1.0 / cols)]
+    spec, args, fields, block_dim = _rows_kernel(
+        "mean", chip, rows, cols, dtype, scratch, extra, (), "y = sum(x) / cols over each row", origin
+    )
+    spec.doc_lines.append("Output: one value per row, collected in a VECOUT tile and written with DataCopyPad.")
+    args = (args[0], KernelArg("y", dtype, (rows,), (rows,), output=True))
+    source, host = _render("mean.cpp.j2", spec, args)
+    return AscendKernel(spec.name, "mean", chip, source, host, args, tuple(fields), block_dim, recipe=spec.recipe)
+
+
+def mul_rows(chip: AscendChip, rows: int, cols: int, dtype: str = "float32", origin: str = "mul") -> AscendKernel:
+    """y[r, :] = x[r, :] * s[r]: a per-row scalar (the (rows, 1) operand a decomposed rms_norm makes)."""
+    _io(dtype)
+    spec, args, fields, block_dim = _rows_kernel(
+        "mul_rows", chip, rows, cols, dtype, [], [], ("s",), "y = x * s[row], s one scalar per row", origin
+    )
+    args = (args[0], KernelArg("s", dtype, (rows,), (rows,)), args[2])
+    source, host = _render("mul_rows.cpp.j2", spec, args)
+    return AscendKernel(
+        spec.name, "mul_rows", chip, source, host, args, tuple(fields), block_dim, recipe=spec.recipe
+    )
 
 
 # ---- rope ----------------------------------------------------------------------------------------
@@ -506,7 +599,7 @@ def rope(
         TilingField("neox", "uint32_t", ROPE_MODES[mode]),
         TilingField("tokensPerCore", "uint32_t", tokens_per_core),
     ]
-    name = "llmc_rope_f32"
+    name = f"{PREFIX}rope_f32"
     doc = [
         "y = x * cos + partner(x) * sin_signed; NORM partners (2i, 2i+1), NEOX (i, i + nDims/2).",
         "Shapes: x, y (tokens, heads * headDim) float; cos, sin (tokens, headDim) float from the host.",
@@ -525,7 +618,7 @@ def rope(
         KernelArg("y", "float32", (tokens, width), (tokens, width), output=True),
     )
     source, host = _render("rope.cpp.j2", spec, args)
-    return AscendKernel(name, "rope", chip, source, host, args, tuple(fields), block_dim)
+    return AscendKernel(name, "rope", chip, source, host, args, tuple(fields), block_dim, recipe={"family": "rope"})
 
 
 # ---- quantized matvec ----------------------------------------------------------------------------
@@ -584,7 +677,7 @@ def matvec(chip: AscendChip, quant: str, rows: int, k: int, origin: str = "matve
     ]
     _check_budget(chip, fixed + rows_per_iter * per_row, f"matvec k={k}")
     quant_type = "uint8_t" if layout == "nibbles" else "int8_t"
-    name = f"llmc_matvec_{quant}" + ("_i8" if quant == "q4_0" and layout == "int8" else "")
+    name = f"{PREFIX}matvec_{quant}" + ("_i8" if quant == "q4_0" and layout == "int8" else "")
     unpack = (
         "nibbles unpacked with And/ShiftRight on uint16 words, x permuted to match"
         if layout == "nibbles"
@@ -623,14 +716,24 @@ def matvec(chip: AscendChip, quant: str, rows: int, k: int, origin: str = "matve
     source, host = _render(
         f"matvec_{quant}.cpp.j2" if layout == "nibbles" else "matvec_q8_0.cpp.j2", spec, args
     )
+    recipe = {
+        "family": "matvec",
+        "fixed_bytes": " + ".join(s.host_expr() for s in scratch if s.name != "sf"),
+    }
     return AscendKernel(
-        name, "matvec", chip, source, host, args, tuple(fields), block_dim, weight_layout=layout
+        name, "matvec", chip, source, host, args, tuple(fields), block_dim, weight_layout=layout, recipe=recipe
     )
 
 
 KERNELS = {
     "add": add,
     "mul": mul,
+    "sqr": sqr,
+    "rsqrt": rsqrt,
+    "scale": scale,
+    "silu": silu,
+    "mean": mean,
+    "mul_rows": mul_rows,
     "swiglu": swiglu,
     "swiglu_oai": swiglu_oai,
     "rms_norm": rms_norm,

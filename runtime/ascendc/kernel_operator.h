@@ -24,6 +24,10 @@
 
 #include "emu_types.h"
 
+// A generated model artifact names its chip in ascendc_chip.h next to its kernels (its build passes no -D).
+#if !defined(__NPU_ARCH__) && __has_include("ascendc_chip.h")
+#include "ascendc_chip.h"
+#endif
 #ifndef __NPU_ARCH__
 #error "ascendc-emu: define __NPU_ARCH__ (3002 = Ascend 310B, 2002 = Ascend 310P, 2201 = Ascend 910B)"
 #endif

@@ -278,3 +278,26 @@ def test_generated_kernels_sync_scalar_reads(chip, capfd):
     qs, scales = host_prep.repack("q8_0", quantize_q8_0(data(1, (16, 64), "float32"))[0], 16, 64, "int8")
     run(K.matvec(chip, "q8_0", 16, 64), qs, scales, x[0, :64])
     assert "ascendc-emu" not in capfd.readouterr().err
+
+
+# ---- the pieces a decomposed rms_norm and the model path add -------------------------------------
+
+
+@pytest.mark.parametrize("chip", [K.ASCEND_310B, K.ASCEND_910B], ids=["310b", "910b"])
+@pytest.mark.parametrize("n", [1, 3, 64, 1000])
+def test_unary_elementwise(chip, n):
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    np.testing.assert_allclose(run(K.sqr(chip, n), x), x * x, rtol=1e-6)
+    np.testing.assert_allclose(run(K.rsqrt(chip, n), np.abs(x) + 0.1), 1 / np.sqrt(np.abs(x) + 0.1), rtol=1e-5)
+    np.testing.assert_allclose(run(K.scale(chip, n, scale=2.0, bias=0.5), x), x * 2 + 0.5, rtol=1e-6)
+    np.testing.assert_allclose(run(K.silu(chip, n), x), x / (1 + np.exp(-x)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chip", [K.ASCEND_310B, K.ASCEND_910B], ids=["310b", "910b"])
+@pytest.mark.parametrize("rows, cols", [(1, 8), (5, 100), (17, 7), (3, 896)])
+def test_mean_and_mul_rows(chip, rows, cols):
+    rng = np.random.default_rng(rows * cols)
+    x = rng.standard_normal((rows, cols)).astype(np.float32)
+    s = rng.standard_normal(rows).astype(np.float32)
+    np.testing.assert_allclose(run(K.mean(chip, rows, cols), x), x.mean(axis=1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run(K.mul_rows(chip, rows, cols), x, s), x * s[:, None], rtol=1e-6)

@@ -31,3 +31,28 @@ def test_overlap_detector_finds_a_planted_conflict():
     plan.slots[0].members.append(b)
     plan.lifetime[b] = plan.lifetime[a]
     assert plan.overlaps()
+
+
+@pytest.mark.parametrize("target", ["ascend310b", "ascend910b", "adreno"])
+def test_per_device_plans_never_overlap_and_are_aligned(target):
+    from llmc.compiler.devices import list_profiles
+    from llmc.compiler.driver import pipeline, run_pipeline
+    profiles = list_profiles()
+    graph = run_pipeline(load_arch(os.path.join(ARCHS, "gpt_oss.llmc")), None, pipeline(profiles[target], profiles))
+    devices = {n.device for n in graph.nodes()}
+    planned = set()
+    for device in devices:
+        plan = plan_memory(graph, device, profiles[device].alignment)
+        assert plan.overlaps() == []
+        assert all(graph.node(n).device == device for n in plan.slot_of)
+        assert not planned & set(plan.slot_of)
+        planned |= set(plan.slot_of)
+        env = {"n_embd": 64, "n_head": 4, "n_head_kv": 2, "head_dim": 16, "n_expert": 4, "n_expert_used": 2,
+               "n_ff_exp": 32, "n_vocab": 100, "n_batch": 7, "T": 7, "i": 0}
+        assert plan.bytes(env) % plan.alignment == 0
+        total = sum(max(int(s.eval(env)) for s in slot.sizes) for slot in plan.slots)
+        assert total <= plan.bytes(env) < total + plan.alignment * len(plan.slots)
+    values = {n.id for n in graph.nodes() if n.op is not Op.WEIGHT and n.op is not Op.RESHAPE}
+    transfers_same = {n.id for n in graph.nodes() if n.op is Op.TRANSFER and
+                      n.attrs["src"] == n.attrs["dst"]}
+    assert planned == values - transfers_same

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import llmc
-from llmc.agreement import assert_agrees, compare_logits
+from llmc.agreement import assert_agrees, assert_same_greedy, compare_logits
 from llmc.compiler.driver import compile_model
 from tests.fixtures.models import fixture_tokens
 
@@ -73,12 +73,13 @@ def test_fixture_agrees_with_llama_cpp(arch, fixture, top1, ratio, target, reque
 
 
 def test_c_greedy_equals_reference_on_smollm2(smollm2_path, artifacts):
+    """32 greedy tokens equal the reference's; a difference is accepted only at a near-tie of the
+    reference (top-2 logits < 0.1 apart), where f32 summation order decides."""
     ref = _load("llama", smollm2_path, "reference", artifacts)
     c = _load("llama", smollm2_path, "c", artifacts)
-    prompt = ref.tokenize("The three primary colours are")
-    a = ref.generate_ids(prompt, 32, stop_at_eos=False)
-    b = c.generate_ids(prompt, 32, stop_at_eos=False)
-    assert len(a) == 32 and a == b
+    for text in ("The capital of France is", "The three primary colours are"):
+        assert_same_greedy(ref, c, ref.tokenize(text), 32)
+    a = ref.generate_ids(ref.tokenize("The three primary colours are"), 32, stop_at_eos=False)
     assert "red" in ref.detokenize(a).lower() or "blue" in ref.detokenize(a).lower()
 
 

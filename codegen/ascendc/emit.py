@@ -1,0 +1,420 @@
+"""The AscendC emitter: the nodes partitioning put on an Ascend device become AscendC kernel launches.
+
+The whole-model schedule (codegen/c/schedule.py) stays the host program. For each node on this device the
+emitter writes C that calls the generated host API (`llmc_ascend.h`): one `llmc_launch_ascendc_<kernel>`
+entry per kernel, which computes the kernel's tiling at run time from the dims it is given and launches it.
+Into the artifact's src/ go the kernels (`llmc_ascendc_<op>_f32.cpp`, from kernels.py), the host code
+(`llmc_ascend.cpp`), the CPU emulation headers (runtime/ascendc/*.h) with `ascendc_chip.h` naming the chip,
+and a CMakeLists.txt for the real toolkit. On this machine the kernels compile with g++ against the emulator
+into the model's own library; with -DLLMC_ASCEND_REAL the same files build for a board.
+
+Device memory: the device's memory plan is one arena (GM) allocated at load; Q4_0/Q8_0 matmul weights are
+repacked on the host once at load and uploaded; f32 vector weights (norm gains, biases) are uploaded as is.
+A matmul whose weight is another type in the GGUF file (a generic artifact learns the types only at load)
+runs on the CPU through host staging. Matvec kernels take one token: prefill launches one per token.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from llmc.codegen.c.schedule import Call, Emitter
+from llmc.compiler.plan_memory import value_bytes
+from llmc.ir import expr as X
+from llmc.ir.graph import Node
+from llmc.ir.ops import Op
+
+from . import kernels as K
+from .kernels import AscendChip, AscendCodegenError, AscendKernel
+
+EMU_DIR = Path(__file__).resolve().parents[2] / "runtime" / "ascendc"
+_SOC = {3002: "Ascend310B4", 2002: "Ascend310P3", 2201: "Ascend910B4"}
+_ROPE_MODE = {"norm": 0, "neox": 2}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A kernel as the host code launches it: how to build it, its entry's C parameters, its GM arguments."""
+
+    build: Callable[..., AscendKernel]      # (chip, **constants) with stand-in dims: sources ignore shapes
+    params: str                             # C parameters after `llmc_ascend *a`
+    gm: tuple[str, ...]                     # the kernel's GM arguments, in order, as C expressions
+
+
+_EW2 = "float *z, const float *x, const float *y, long n"
+_EW1 = "float *y, const float *x, long n"
+_ROWS = "float *y, const float *x, long rows, long cols"
+_MATVEC = "float *y, const void *qs, const void *scales, const float *x, long rows, long kdim"
+ENTRIES: dict[str, Entry] = {
+    "add": Entry(lambda c: K.add(c, 64), _EW2, ("x", "y", "z")),
+    "mul": Entry(lambda c: K.mul(c, 64), _EW2, ("x", "y", "z")),
+    "sqr": Entry(lambda c: K.sqr(c, 64), _EW1, ("x", "y")),
+    "rsqrt": Entry(lambda c: K.rsqrt(c, 64), _EW1, ("x", "y")),
+    "silu": Entry(lambda c: K.silu(c, 64), _EW1, ("x", "y")),
+    "scale": Entry(lambda c: K.scale(c, 64), _EW1 + ", float scale, float bias", ("x", "y")),
+    "swiglu": Entry(lambda c: K.swiglu(c, 64), "float *out, const float *gate, const float *up, long n",
+                    ("gate", "up", "out")),
+    "swiglu_oai": Entry(lambda c, alpha, limit: K.swiglu_oai(c, 64, alpha=alpha, limit=limit),
+                        "float *out, const float *gate, const float *up, long n", ("gate", "up", "out")),
+    "mean": Entry(lambda c: K.mean(c, 8, 64), _ROWS, ("x", "y")),
+    "softmax": Entry(lambda c: K.softmax(c, 8, 64), _ROWS, ("x", "y")),
+    "mul_rows": Entry(lambda c: K.mul_rows(c, 8, 64), "float *y, const float *x, const float *s, long rows, long cols",
+                      ("x", "s", "y")),
+    "rms_norm": Entry(lambda c: K.rms_norm(c, 8, 64),
+                      "float *y, const float *x, const float *gamma, long rows, long cols, float eps",
+                      ("x", "gamma", "y")),
+    "rope": Entry(lambda c: K.rope(c, 1, 1, 8),
+                  "float *y, const float *x, const float *cos_table, const float *sin_table, long tokens, "
+                  "long heads, long head_dim, long n_dims, int neox", ("x", "cos_table", "sin_table", "y")),
+    "matvec_q4_0": Entry(lambda c: K.matvec(c, "q4_0", 8, 64), _MATVEC, ("qs", "scales", "x", "y")),
+    "matvec_q8_0": Entry(lambda c: K.matvec(c, "q8_0", 8, 64), _MATVEC, ("qs", "scales", "x", "y")),
+}
+# Tiling fields the host computes outside the family's plan (kernels.py TilingField names -> C).
+_EXTRA_FIELDS = {"eps": "eps", "invCols": "1.0f / (float)cols", "scale": "scale", "bias": "bias"}
+_PLAN_FIELDS = {
+    "totalLength", "tileLength", "numTiles", "tilesPerCore", "rows", "cols", "colsAligned", "rowStride",
+    "rowsPerCore", "rowsPerIter", "workBytes", "tokens", "heads", "headDim", "rowWidth", "nDims", "neox",
+    "tokensPerCore", "k", "groups", "groupsAligned", "qsStride", "scaleTileElems", "maxRepeat",
+}
+_UNARY = {Op.SQR: "sqr", Op.RSQRT: "rsqrt", Op.SILU: "silu"}
+
+
+def chip_of(device: str, profile: Any) -> AscendChip:
+    """The AscendChip of a device profile (compiler.devices.DeviceProfile, or its dict)."""
+    def get(key: str, default=None):
+        if profile is None:
+            return default
+        if isinstance(profile, dict):
+            for table in (profile, profile.get("compute", {}), profile.get("extra", {})):
+                if key in table:
+                    return table[key]
+            return default
+        if hasattr(profile, key):
+            return getattr(profile, key)
+        return getattr(profile, "extra", {}).get(key, default)
+
+    arch = get("npu_arch")
+    base = next((c for c in K.CHIPS.values() if c.npu_arch == arch), None) or \
+        next((c for name, c in K.CHIPS.items() if device.endswith(name)), None)
+    if base is None:
+        raise AscendCodegenError(f"{device}: the profile names no known Ascend chip (npu_arch {arch})")
+    return AscendChip(base.name, base.npu_arch, int(get("ub_bytes", base.ub_bytes) or base.ub_bytes),
+                      int(get("cores", base.n_cores) or base.n_cores),
+                      bool(get("has_data_copy_pad", base.has_data_copy_pad)),
+                      bool(get("has_shift", base.has_shift)))
+
+
+class AscendCEmitter(Emitter):
+    kind = "ascendc"
+
+    def __init__(self, device: str, profile: Any = None):
+        super().__init__(device, profile)
+        self.chip = chip_of(device, profile)
+        if not self.chip.has_data_copy_pad:
+            # The model path keeps GM tensors at their logical sizes; 310P would need every ragged row
+            # padded on the host first (kernels.py does that for single kernels, not for whole models).
+            raise AscendCodegenError(f"{device}: whole models need DataCopyPad, which {self.chip.title} lacks; "
+                                     "310P runs single kernels only (tests/ascendc/test_kernels.py)")
+        self.kernels: dict[str, AscendKernel] = {}
+        self.node_kernels: dict[int, list[str]] = {}
+        self.matrices: dict[int, str] = {}      # weight node -> field of its repacked planes
+        self.vectors: dict[int, str] = {}       # weight node -> field of its device copy
+        self.stage: list[str] = []              # host staging bytes of each CPU-fallback matmul
+
+    # ---- which kernels a node needs ---------------------------------------------------------------
+    def _kernel(self, key: str, **constants) -> str:
+        built = ENTRIES[key].build(self.chip, **constants)
+        have = self.kernels.get(key)
+        if have is not None and have.source != built.source:
+            raise AscendCodegenError(f"{built.name}: two nodes need it with different constants {constants}")
+        self.kernels[key] = built
+        return built.launch_symbol
+
+    def _keys(self, b, n: Node) -> list[tuple[str, dict]]:
+        g = b.graph
+        op = n.op
+        if op in (Op.LOOP_IN, Op.RESHAPE, Op.TRANSFER, Op.WEIGHT):
+            return []
+        if op is Op.MATMUL:
+            return [("matvec_q4_0", {}), ("matvec_q8_0", {}), ("add", {})]
+        if op in (Op.ADD, Op.MUL):
+            other = g.node(g.inputs(n.id)[1])
+            if _row_scalar(n, other):
+                if op is Op.ADD:
+                    raise AscendCodegenError(f"%{n.id}: add of a per-row scalar has no AscendC kernel ({n.loc})")
+                return [("mul_rows", {})]
+            return [(op.value, {})]
+        if op in _UNARY:
+            return [(_UNARY[op], {})]
+        if op is Op.SCALE:
+            return [("scale", {})]
+        if op is Op.MEAN:
+            return [("mean", {})]
+        if op is Op.SOFTMAX:
+            return [("softmax", {})]
+        if op in (Op.RMS_NORM, Op.RMS_NORM_MUL):
+            return [("rms_norm", {})]
+        if op is Op.SWIGLU:
+            return [("swiglu", {})]
+        if op is Op.SWIGLU_OAI:
+            return [("swiglu_oai", {"alpha": _const(n, "alpha"), "limit": _const(n, "limit")})]
+        if op is Op.ROPE:
+            return [("rope", {})]
+        raise AscendCodegenError(f"no AscendC kernel for {op.value} %{n.id} on {self.device} ({n.loc}); "
+                                 "the device profile should not place it here")
+
+    # ---- set-up: device arena, weights, sources ---------------------------------------------------
+    def setup(self, b, plan) -> None:
+        g, s = b.graph, b.s
+        mine = [g.node(nid) for nid in g.order() if g.node(nid).device == self.device]
+        for n in mine:
+            self.node_kernels[n.id] = [self._kernel(key, **c) for key, c in self._keys(b, n)]
+            ins = g.inputs(n.id)
+            for k, src in enumerate(ins):
+                if src is None or g.node(src).op is not Op.WEIGHT:
+                    continue
+                field = "asc_" + b._weight_field(g.node(src))
+                if n.op is Op.MATMUL and k == 1:
+                    self.matrices[src] = field
+                else:
+                    self.vectors[src] = field
+            if n.op is Op.MATMUL:
+                x = ins[0]
+                self.stage.append(f"{b._c_bytes(value_bytes(g, x))} + {b._c_bytes(value_bytes(g, n.id))}")
+        slots = plan.slots if plan is not None else []
+        s.includes.append("llmc_ascend.h")
+        s.fields += [f"llmc_ascend *asc;   /* {self.device}: {self.chip.title}, AscendC kernels */",
+                     f"size_t asc_slot_off[{len(slots) + 1}];",
+                     "float *asc_stage;   /* host staging of matmuls the CPU runs for the NPU partition */"]
+        load = [f"/* {self.device}: the device arena (its memory plan, bytes at n_batch tokens) */", "{",
+                "    size_t off = 0;"]
+        for k, slot in enumerate(slots):
+            load += ["    {", "        size_t bytes = 0;"]
+            load += [f"        if ({b._c_bytes(size)} > bytes) bytes = {b._c_bytes(size)};" for size in slot.sizes]
+            load += [f"        m->asc_slot_off[{k}] = off;", "        off += (bytes + 63) / 64 * 64;", "    }"]
+        load += [f"    m->asc_slot_off[{len(slots)}] = off;",
+                 "    m->asc = llmc_ascend_open(off, err, err_len);",
+                 "    if (!m->asc) goto fail;", "}"]
+        load += self._weight_lines(b)
+        stage = ["{", "    size_t bytes = 64;"] + [f"    if ({e} > bytes) bytes = {e};" for e in self.stage] + [
+            "    m->asc_stage = llmc_aligned_alloc(bytes);",
+            '    if (!m->asc_stage) { llmc_fail(err, err_len, "out of memory"); goto fail; }', "}"]
+        s.load_lines += load + stage
+        s.free_lines += ["llmc_ascend_close(m->asc);", "free(m->asc_stage);"]
+        s.free_lines += [f"free(m->{f});" for nid, f in {**self.matrices, **self.vectors}.items()
+                         if g.node(nid).region == "layer"]
+        if plan is not None:
+            for nid in g.order():
+                if nid in plan.slot_of:
+                    ctype = "int32_t" if g.node(nid).dtype == "i32" else "float"
+                    s.buffer_lines.append(f"{ctype} *const {b.var(nid)} = ({ctype} *)(llmc_ascend_arena(m->asc) + "
+                                          f"m->asc_slot_off[{plan.slot_of[nid]}]);   /* {self.device} */")
+        s.sources.update(self.sources(g.source))
+
+    def _weight_lines(self, b) -> list[str]:
+        g, s = b.graph, b.s
+        lines = []
+        for nid, field in {**self.matrices, **self.vectors}.items():
+            node = g.node(nid)
+            matrix = nid in self.matrices
+            if matrix:
+                rows, k = b.ci(node.shape[0]), b.ci(node.shape[1])
+                what = "repacked for the matvec kernels (CPU fallback if not Q4_0/Q8_0)"
+                body = [(f"if (!llmc_ascend_upload_matrix(m->asc, {b.var(nid)}, {b.wtype(nid)}, {rows}, {k}, "
+                        f"&m->{field}{{il}}, err, err_len)) goto fail;")]
+            else:
+                size = f"sizeof(float) * (size_t)({b.numel(node.shape)})"
+                what = "copied to the device"
+                body = [(f"if ({b.var(nid)} && !(m->{field}{{il}} = llmc_ascend_upload(m->asc, {b.var(nid)}, "
+                        f"{size}, err, err_len))) goto fail;")]
+            lines.append(f"/* {node.label}: {node.attrs['gguf']}, {what} */")
+            if node.region == "layer":
+                s.fields.append(f"llmc_ascend_matrix *{field};   /* [n_layer] */" if matrix
+                                else f"float **{field};   /* [n_layer] device copies */")
+                lines += [f"m->{field} = calloc((size_t)m->n_layer, sizeof *m->{field});",
+                          f'if (!m->{field}) {{ llmc_fail(err, err_len, "out of memory"); goto fail; }}',
+                          "for (int il = 0; il < m->n_layer; il++) {"]
+                lines += ["    " + line.replace("{il}", "[il]") for line in body] + ["}"]
+            else:
+                s.fields.append(f"llmc_ascend_matrix {field};" if matrix else f"float *{field};")
+                lines += ["{", "    const int il = 0;", "    (void)il;"]
+                lines += ["    " + line.replace("{il}", "") for line in body] + ["}"]
+        return lines
+
+    # ---- per node -----------------------------------------------------------------------------------
+    def _weight_ref(self, b, nid: int) -> str:
+        field = self.matrices.get(nid) or self.vectors[nid]
+        return f"m->{field}[il]" if b.graph.node(nid).region == "layer" else f"m->{field}"
+
+    def emit(self, b, n: Node) -> Call | None:
+        g = b.graph
+        if n.op in (Op.LOOP_IN, Op.RESHAPE, Op.TRANSFER, Op.WEIGHT):
+            return None
+        ins = g.inputs(n.id)
+        v, out, a = b.var, b.var(n.id), n.attrs
+        rows, cols, total = b.numel(n.shape, -1), b.ci(n.shape[-1]), b.numel(n.shape)
+        fn = self.node_kernels[n.id]
+        where = f"{b.where(n)}  [{self.device}: {', '.join(k.removeprefix('llmc_launch_') for k in fn)}]"
+
+        def check(call: str) -> str:
+            return f"if (!{call}) return 0;"
+
+        op = n.op
+        if op is Op.MATMUL:
+            return Call(where, self._matmul(b, n))
+        if op in (Op.ADD, Op.MUL):
+            x, y = ins
+            other = g.node(y)
+            if _row_scalar(n, other):
+                return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(x)}, {v(y)}, {rows}, {cols}, err, err_len)")])
+            if other.op is Op.WEIGHT:
+                # a (cols,) vector over every row: one launch per row (a broadcast kernel would do it in one)
+                dev = self._weight_ref(b, y)
+                loop = [f"for (long r = 0; r < {rows}; r++)",
+                        "    " + check(f"{fn[0]}(m->asc, {out} + r * {cols}, {v(x)} + r * {cols}, {dev}, {cols}, "
+                                       "err, err_len)")]
+                if other.attrs.get("optional"):
+                    copy = (f"else if (!llmc_ascend_copy(m->asc, {out}, {v(x)}, sizeof(float) * {total}, "
+                            "LLMC_ASCEND_ON_DEVICE, err, err_len)) return 0;")
+                    return Call(where, [f"if ({dev}) {{"] + ["    " + line for line in loop] + ["}", copy])
+                return Call(where, loop)
+            if other.shape != n.shape:
+                raise AscendCodegenError(f"%{n.id} {op.value}: broadcast of {other.shape} over {n.shape} "
+                                         f"has no AscendC kernel ({n.loc})")
+            return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(x)}, {v(y)}, {total}, err, err_len)")])
+        if op in _UNARY:
+            return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, {total}, err, err_len)")])
+        if op is Op.SCALE:
+            return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, {total}, (float)({b.c(a['scale'])}), "
+                                      f"(float)({b.c(a['bias'])}), err, err_len)")])
+        if op in (Op.MEAN, Op.SOFTMAX):
+            src = g.node(ins[0]).shape
+            return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, {b.numel(src, -1)}, {b.ci(src[-1])}, "
+                                      "err, err_len)")])
+        if op in (Op.RMS_NORM, Op.RMS_NORM_MUL):
+            eps = f"(float)({b.c(a['eps'])})"
+            if op is Op.RMS_NORM_MUL:
+                gamma = self._weight_ref(b, ins[1]) if g.node(ins[1]).op is Op.WEIGHT else v(ins[1])
+                return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, {gamma}, {rows}, {cols}, {eps}, "
+                                          "err, err_len)")])
+            return Call(where, ["{", "    const float *ones;",
+                                "    " + check(f"llmc_ascend_ones(m->asc, {cols}, &ones, err, err_len)"),
+                                "    " + check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, ones, {rows}, {cols}, {eps}, "
+                                              "err, err_len)"), "}"])
+        if op in (Op.SWIGLU, Op.SWIGLU_OAI):
+            return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, {v(ins[1])}, {total}, err, err_len)")])
+        if op is Op.ROPE:
+            return Call(where, self._rope(b, n))
+        raise AscendCodegenError(f"no AscendC kernel for {op.value} %{n.id} ({n.loc})")
+
+    def _matmul(self, b, n: Node) -> list[str]:
+        g, v = b.graph, b.var
+        x, w, bias = g.inputs(n.id)
+        wn = g.node(w)
+        n_in, n_out = b.ci(wn.shape[1]), b.ci(wn.shape[0])
+        rows = b.numel(g.node(x).shape, -1)
+        mat = self._weight_ref(b, w)
+        bias_dev = self._weight_ref(b, bias) if bias is not None else "NULL"
+        host_bias = [f"    if ({v(bias)}) llmc_add_f32(hy, hy, {v(bias)}, {rows}, {n_out}, 1);"] if bias else []
+        return [
+            f"if ({mat}.type) {{",
+            (f"    if (!llmc_ascend_matmul(m->asc, {v(n.id)}, &{mat}, {v(x)}, {rows}, {bias_dev}, err, err_len)) "
+            "return 0;"),
+            "} else {   /* the file's weight is not Q4_0/Q8_0: the CPU runs this matmul */",
+            f"    float *hx = m->asc_stage, *hy = m->asc_stage + (size_t)({rows}) * {n_in};",
+            (f"    if (!llmc_ascend_copy(m->asc, hx, {v(x)}, sizeof(float) * (size_t)({rows}) * {n_in}, "
+            "LLMC_ASCEND_TO_HOST, err, err_len)) return 0;"),
+            f"    llmc_matmul_any({b.wtype(w)}, m->th, hy, {v(w)}, hx, {n_in}, {n_out}, {rows}, m->scratch);",
+            *host_bias,
+            (f"    if (!llmc_ascend_copy(m->asc, {v(n.id)}, hy, sizeof(float) * (size_t)({rows}) * {n_out}, "
+            "LLMC_ASCEND_TO_DEVICE, err, err_len)) return 0;"),
+            "}",
+        ]
+
+    def _rope(self, b, n: Node) -> list[str]:
+        g, a = b.graph, n.attrs
+        x, pos = g.inputs(n.id)
+        if (g.node(pos).device or "cpu") != self.device:
+            raise AscendCodegenError(f"%{n.id} rope: positions are not on {self.device} ({n.loc})")
+        p = (f"{{ .mode = {_ROPE_MODE[a['mode'].value]}, .n_dims = {b.ci(a['n_dims'])}, "
+             f".base = (float)({b.c(a['base'])}), .freq_scale = (float)({b.c(a['freq_scale'])}), "
+             f".ext_factor = (float)({b.c(a['ext_factor'])}), .attn_factor = (float)({b.c(a['attn_factor'])}), "
+             f".beta_fast = (float)({b.c(a['beta_fast'])}), .beta_slow = (float)({b.c(a['beta_slow'])}), "
+             f".n_ctx_orig = {b.ci(a['n_ctx_orig'])} }}")
+        shape = n.shape
+        return ["{", f"    const llmc_ascend_rope rp = {p};",
+                (f"    if (!llmc_ascend_rope_f32(m->asc, {b.var(n.id)}, {b.var(x)}, {b.var(pos)}, {b.ci(shape[0])}, "
+                 f"{b.ci(shape[1])}, {b.ci(shape[2])}, &rp, err, err_len)) return 0;"), "}"]
+
+    def transfer(self, b, node: Node, to_device: bool) -> Call:
+        src = b.graph.inputs(node.id)[0]
+        size = f"(size_t)4 * (size_t)({b.numel(node.shape)})"      # f32 and i32 values
+        direction = "LLMC_ASCEND_TO_DEVICE" if to_device else "LLMC_ASCEND_TO_HOST"
+        return Call(f"{b.where(node)}  [copy {'to' if to_device else 'from'} {self.device}]",
+                    [(f"if (!llmc_ascend_copy(m->asc, {b.var(node.id)}, {b.var(src)}, {size}, {direction}, "
+                     "err, err_len)) return 0;")])
+
+    # ---- artifact files ------------------------------------------------------------------------------
+    def sources(self, source: str) -> dict[str, str]:
+        """Every file this device adds to the artifact's src/: kernels, host code, headers, CMakeLists."""
+        host = self._host_spec(source)
+        files = {"ascendc_chip.h": (f"/* The chip of this artifact's AscendC kernels (read by kernel_operator.h "
+                                    f"when no -D__NPU_ARCH__ is given). */\n#define __NPU_ARCH__ "
+                                    f"{self.chip.npu_arch}   /* {self.chip.title} */\n")}
+        for path in sorted(EMU_DIR.glob("*.h")):
+            files[path.name] = path.read_text()
+        for kernel in self.kernels.values():
+            files[f"{kernel.name}.cpp"] = kernel.source + K._ENV.get_template("_emu_entry.cpp.j2").render(k=kernel)
+        files["llmc_ascend.h"] = K._ENV.get_template("llmc_ascend.h.j2").render(h=host)
+        files["llmc_ascend.cpp"] = K._ENV.get_template("llmc_ascend.cpp.j2").render(h=host)
+        files["CMakeLists.txt"] = K._ENV.get_template("CMakeLists.txt.j2").render(h=host)
+        return files
+
+    def _host_spec(self, source: str) -> SimpleNamespace:
+        entries = []
+        for key, kernel in sorted(self.kernels.items()):
+            entry = ENTRIES[key]
+            names = [p.split()[-1].lstrip("*") for p in entry.params.split(",")]
+            fields = [SimpleNamespace(name=f.name, ctype=f.ctype, expr=f"p.{f.name}" if f.name in _PLAN_FIELDS
+                                      else _EXTRA_FIELDS[f.name]) for f in kernel.tiling]
+            missing = [f.name for f in kernel.tiling if f.name not in _PLAN_FIELDS and f.name not in _EXTRA_FIELDS]
+            assert not missing and all(g in names for g in entry.gm), (key, missing)
+            entries.append(SimpleNamespace(
+                name=kernel.name, short=key.upper(), launch_symbol=kernel.launch_symbol, family=kernel.recipe["family"],
+                recipe=SimpleNamespace(**kernel.recipe), summary=kernel.source.splitlines()[0].partition(": ")[2],
+                c_params=entry.params, fields=fields, tiling_type=f"{kernel.name} tiling",
+                args=[a.name for a in kernel.args], gm=[f"(uint8_t *){g}" for g in entry.gm],
+                nibbles=kernel.weight_layout == "nibbles"))
+        symbol = {key: k.launch_symbol for key, k in self.kernels.items()}
+        return SimpleNamespace(
+            source=source, device=self.device, chip_title=self.chip.title, soc_version=_SOC[self.chip.npu_arch],
+            ub_bytes=self.chip.ub_bytes, cores=self.chip.n_cores, nibbles=self.chip.has_shift,
+            buffer_num=K.BUFFER_NUM, max_tile_bytes=K.MAX_TILE_BYTES, max_repeat=K.MAX_REPEAT,
+            max_matvec_rows=K.MAX_MATVEC_ROWS_PER_ITER, kernels=entries,
+            has_matvec="matvec_q4_0" in symbol, matvec_q4_0=symbol.get("matvec_q4_0", ""),
+            matvec_q8_0=symbol.get("matvec_q8_0", ""), add=symbol.get("add", ""), rope=symbol.get("rope", ""))
+
+    def manifest(self) -> dict:
+        """What the manifest records about this device: its kernels (with sizes) and which node runs which."""
+        return {
+            "device": self.device, "chip": self.chip.title, "npu_arch": self.chip.npu_arch,
+            "kernels": {k.name: {"op": k.op, "lines": k.source.count("\n"), "bytes": len(k.source)}
+                        for k in self.kernels.values()},
+            "nodes": {str(nid): [s.replace("llmc_launch_", "llmc_") for s in names]
+                      for nid, names in self.node_kernels.items() if names},
+        }
+
+
+def _row_scalar(n: Node, other: Node) -> bool:
+    """other is (..., 1) against n's (..., cols): one scalar per row (what a decomposed rms_norm makes)."""
+    return len(other.shape) == len(n.shape) and other.shape[-1] == X.Num(1) and n.shape[-1] != X.Num(1)
+
+
+def _const(n: Node, attr: str) -> float:
+    value = X.try_eval(n.attrs[attr], {})
+    if value is None:
+        raise AscendCodegenError(f"%{n.id} {n.op.value}: {attr} must be a constant for its AscendC kernel ({n.loc})")
+    return float(value)

@@ -1,0 +1,316 @@
+"""The OpenCL emitter: the host side of the nodes placed on an OpenCL device, as generated C.
+
+The model's C schedule (codegen/c/schedule.py) stays the one host program; for a device of codegen kind
+"opencl" this emitter adds
+  - at load: the device (llmc_ocl_open), one cl_mem per slot of the device's memory plan, every weight the
+    device's nodes read uploaded once (a matmul weight's type checked against the profile, its program
+    built on first use and cached on disk), the f16 KV caches and the scratch;
+  - per node: one launch call (llmc_ocl_<op>, generated into llmc_ocl.c with the programs as strings);
+  - per TRANSFER: a write to, or a blocking read from, the device. Nothing else goes back to the host
+    per token, except the logits when the device makes them.
+Names of device values are this emitter's (`m-><device>_slot[k]`); the schedule's `b.var` is used only
+for host values.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llmc.codegen.c.schedule import ROPE_MODE, TYPE_IDS, Call, Emitter
+from llmc.compiler.plan_memory import MemoryPlan
+from llmc.ir import expr as X
+from llmc.ir.graph import Node
+from llmc.ir.ops import Op
+
+from . import kernels
+
+RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime" / "c"
+RUNTIME_FILES = ("llmc_opencl.h", "llmc_opencl.c")
+WEIGHT_INPUT = {Op.EMBED: 0, Op.MATMUL: 1, Op.MOE_MATMUL: 1}
+UNARY = {Op.SQR: "sqr", Op.RSQRT: "rsqrt", Op.SILU: "silu"}
+
+
+def _c_string(text: str) -> list[str]:
+    """Text as C string literal lines, one per source line."""
+    out = []
+    for line in text.splitlines():
+        escaped = line.replace("\\", "\\\\").replace('"', '\\"')
+        out.append(f'"{escaped}\\n"')
+    return out or ['""']
+
+
+def host_sources() -> dict[str, str]:
+    """llmc_ocl.{h,c} (the same for every OpenCL device) and the OpenCL runtime files."""
+    typed = [{"id": TYPE_IDS[t], "name": t.lower(), "source": _c_string(kernels.render_typed(t)),
+              "act": kernels.act_kernel(t)} for t in kernels.WEIGHT_TYPES]
+    c = kernels.ENV.get_template("llmc_ocl.c.j2").render(common_source=_c_string(kernels.render_common()),
+                                                         common_kernels=kernels.COMMON_KERNELS, typed=typed)
+    out = {"llmc_ocl.h": kernels.ENV.get_template("llmc_ocl.h.j2").render(), "llmc_ocl.c": c}
+    for name in RUNTIME_FILES:
+        out[name] = (RUNTIME_C / name).read_text()
+    return out
+
+
+def _profile_get(profile: Any, key: str, default=None):
+    if isinstance(profile, dict):
+        return profile.get(key, default)
+    return getattr(profile, key, default)
+
+
+class OpenCLEmitter(Emitter):
+    kind = "opencl"
+
+    def __init__(self, device: str, profile: Any = None):
+        super().__init__(device, profile)
+        self.h = f"m->{device}"                # the llmc_ocl handle
+        self.plan: MemoryPlan | None = None
+
+    # ---- names --------------------------------------------------------------------------------------
+    def mem(self, b, nid: int | None) -> str:
+        """The cl_mem holding a value (or weight) of this device; NULL for an absent input."""
+        if nid is None:
+            return "NULL"
+        node = b.graph.node(nid)
+        if node.op is Op.WEIGHT:
+            field = b._weight_field(node)
+            return f"m->{self.device}_{field}[il]" if node.region == "layer" else f"m->{self.device}_{field}"
+        return f"m->{self.device}_slot[{self.plan.buffer_of(nid)}]"
+
+    def allowed_types(self, op: Op) -> list[str]:
+        """Weight types this device takes for op: the profile's claim, limited to types with kernels."""
+        ops = _profile_get(self.profile, "ops", {}) or {}
+        rule = ops.get(op) if op in ops else ops.get(op.value)
+        claimed = _profile_get(rule, "weights") if rule is not None else None
+        return [t for t in kernels.WEIGHT_TYPES if claimed is None or t in claimed]
+
+    # ---- set-up ---------------------------------------------------------------------------------------
+    def setup(self, b, plan: MemoryPlan | None) -> None:
+        if plan is None:
+            raise ValueError(f"no memory plan for OpenCL device {self.device!r}")
+        self.plan = plan
+        g, s, dev, h = b.graph, b.s, self.device, self.h
+        mine = [n for n in g.nodes() if n.device == dev and n.op is not Op.WEIGHT]
+        s.includes += [i for i in ("llmc_opencl.h", "llmc_ocl.h") if i not in s.includes]
+        s.sources.update(host_sources())
+        if "-lOpenCL" not in s.link_flags:
+            s.link_flags.append("-lOpenCL")
+        n_slots = max(len(plan.slots), 1)
+        s.fields += [f"llmc_ocl *{dev};   /* OpenCL device {dev!r} */",
+                     f"cl_mem {dev}_slot[{n_slots}];   /* its activation slots (memory plan) */"]
+        load = [f"/* OpenCL device {dev!r}: programs, activation slots, weights, KV caches, scratch */",
+                f"{h} = llmc_ocl_open(err, err_len);",
+                f"if (!{h}) goto fail;"]
+        free = []
+        for k, slot in enumerate(plan.slots):
+            sizes = ", ".join(f"(size_t)({b.c(size)})" for size in slot.sizes)
+            load += ["{",
+                     f"    const size_t sizes[] = {{ {sizes} }};",
+                     "    size_t bytes = 0;",
+                     "    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) "
+                     "if (sizes[i] > bytes) bytes = sizes[i];",
+                     f"    m->{dev}_slot[{k}] = llmc_ocl_alloc({h}, bytes, \"{dev} slot {k}\", err, err_len);",
+                     f"    if (!m->{dev}_slot[{k}]) goto fail;",
+                     "}"]
+            free.append(f"llmc_cl_release(m->{dev}_slot[{k}]);")
+        load += self._weights(b, free)
+        load += self._scratch(b, mine)
+        for n in mine:
+            if n.op is Op.ATTENTION:
+                s.fields.append(f"cl_mem *{dev}_k{n.id}, *{dev}_v{n.id};   /* f16 KV cache of %{n.id}, per layer */")
+                ks = g.node(g.inputs(n.id)[1]).shape
+                load += ["{",
+                         f"    const size_t bytes = sizeof(uint16_t) * (size_t)m->n_ctx * (size_t)({b.numel(ks[1:])});",
+                         f"    m->{dev}_k{n.id} = calloc((size_t)m->n_layer, sizeof(cl_mem));",
+                         f"    m->{dev}_v{n.id} = calloc((size_t)m->n_layer, sizeof(cl_mem));",
+                         f"    if (!m->{dev}_k{n.id} || !m->{dev}_v{n.id}) {{ llmc_fail(err, err_len, \"out of memory\"); goto fail; }}",
+                         "    for (int il = 0; il < m->n_layer; il++) {",
+                         f"        m->{dev}_k{n.id}[il] = llmc_ocl_alloc({h}, bytes, \"K cache\", err, err_len);",
+                         f"        m->{dev}_v{n.id}[il] = llmc_ocl_alloc({h}, bytes, \"V cache\", err, err_len);",
+                         f"        if (!m->{dev}_k{n.id}[il] || !m->{dev}_v{n.id}[il]) goto fail;",
+                         "    }",
+                         "}"]
+                free += [f"for (int il = 0; m->{dev}_k{n.id} && il < m->n_layer; il++) {{",
+                         f"    llmc_cl_release(m->{dev}_k{n.id}[il]);",
+                         f"    llmc_cl_release(m->{dev}_v{n.id}[il]);",
+                         "}",
+                         f"free(m->{dev}_k{n.id});",
+                         f"free(m->{dev}_v{n.id});"]
+        logits = g.outputs["logits"]
+        if g.node(logits).device == dev:
+            # the host copy the schedule returns from: read after the node that makes the logits
+            s.fields.append(f"float *{dev}_logits;   /* (n_batch, n_vocab) host copy of the logits */")
+            load += [f"m->{dev}_logits = llmc_aligned_alloc(sizeof(float) * (size_t)m->n_batch * (size_t)m->n_vocab);",
+                     f"if (!m->{dev}_logits) {{ llmc_fail(err, err_len, \"out of memory\"); goto fail; }}"]
+            free.append(f"free(m->{dev}_logits);")
+            b.names[logits] = f"m->{dev}_logits"
+        s.load_lines += load
+        # released before the handle (free_lines run first in llmc_model_free)
+        s.free_lines += free + [f"llmc_ocl_close(m->{dev});"]
+
+    def _weights(self, b, free: list[str]) -> list[str]:
+        """Upload every weight the device's nodes read; a typed weight's type is checked first."""
+        g, dev, h = b.graph, self.device, self.h
+        lines = []
+        for node in g.weights():
+            users = [g.node(u) for u in g.users(node.id)]
+            if not any(u.device == dev for u in users):
+                continue
+            field = b._weight_field(node)
+            typed = [u for u in users if u.device == dev and u.op in WEIGHT_INPUT
+                     and g.inputs(u.id)[WEIGHT_INPUT[u.op]] == node.id]
+            if typed:
+                op = typed[0].op
+                allowed = ", ".join(str(TYPE_IDS[t]) for t in self.allowed_types(op)) + ", -1"
+                hint = _profile_get(self.profile, "weight_message", "") or "use another weight type"
+                if _profile_get(self.profile, "unsupported_weight", "fallback") == "fallback":
+                    hint += ("; or compile with this GGUF file (--gguf) so that the profile can run those "
+                             "ops on the CPU")
+                hint = hint.replace("\\", "\\\\").replace('"', '\\"')
+                check = f'"{op.value}", (const int[]){{ {allowed} }}, "{hint}"'
+            else:
+                check = "NULL, NULL, NULL"
+            elems = b.numel(node.shape)
+            if node.region == "layer":
+                b.s.fields.append(f"cl_mem *{dev}_{field};   /* {node.label} per layer, on {dev} */")
+                lines += [f"m->{dev}_{field} = calloc((size_t)m->n_layer, sizeof(cl_mem));",
+                          f"if (!m->{dev}_{field}) {{ llmc_fail(err, err_len, \"out of memory\"); goto fail; }}",
+                          "for (int il = 0; il < m->n_layer; il++) {",
+                          f"    if (!llmc_ocl_weight({h}, &m->{field}[il], {elems}, {check}, "
+                          f"&m->{dev}_{field}[il], err, err_len)) goto fail;",
+                          "}"]
+                free += [f"for (int il = 0; m->{dev}_{field} && il < m->n_layer; il++) "
+                         f"llmc_cl_release(m->{dev}_{field}[il]);",
+                         f"free(m->{dev}_{field});"]
+            else:
+                b.s.fields.append(f"cl_mem {dev}_{field};   /* {node.label} on {dev} */")
+                lines += ["{",
+                          "    const int il = 0;",
+                          "    (void)il;",
+                          f"    if (!llmc_ocl_weight({h}, &m->{field}, {elems}, {check}, &m->{dev}_{field}, "
+                          "err, err_len)) goto fail;",
+                          "}"]
+                free.append(f"llmc_cl_release(m->{dev}_{field});")
+        return lines
+
+    def _scratch(self, b, mine: list[Node]) -> list[str]:
+        """Scratch floats: the largest matmul activation (n_batch rows) and the attention scores."""
+        g = b.graph
+        act, scores = ["(size_t)1"], ["(size_t)1"]
+        for n in mine:
+            if n.op in (Op.MATMUL, Op.MOE_MATMUL):
+                act.append(f"(size_t)({b.numel(g.node(g.inputs(n.id)[0]).shape)})")
+            elif n.op is Op.ATTENTION:
+                qs = g.node(g.inputs(n.id)[0]).shape
+                scores.append(f"(size_t)({b.numel(qs[:2])}) * (size_t)m->n_ctx")
+        return ["{",
+                "    const int T = m->n_batch;",
+                "    size_t act = 0, scores = 0;",
+                *[f"    if ({a} > act) act = {a};" for a in act],
+                *[f"    if ({sc} > scores) scores = {sc};" for sc in scores],
+                f"    if (!llmc_ocl_reserve({self.h}, act, scores, err, err_len)) goto fail;",
+                "}"]
+
+    # ---- per node -------------------------------------------------------------------------------------
+    def transfer(self, b, node: Node, to_device: bool) -> Call:
+        src = b.graph.inputs(node.id)[0]
+        nbytes = f"sizeof(float) * (size_t)({b.numel(node.shape)})"
+        where = f"{node.loc}  %{node.id} transfer -> {node.label}"
+        if to_device:
+            return Call(where, [f"llmc_ocl_write({self.h}, {self.mem(b, node.id)}, {b.var(src)}, {nbytes});"])
+        return Call(where, [f"if (!llmc_ocl_read({self.h}, {b.var(node.id)}, {self.mem(b, src)}, 0, {nbytes}, "
+                            "err, err_len)) return 0;"])
+
+    def copy(self, b, dst: int, src: int, nbytes: str) -> list[str]:
+        """A device-to-device copy (a carried value into the layer loop)."""
+        return [f"llmc_ocl_copy({self.h}, {self.mem(b, dst)}, {self.mem(b, src)}, {nbytes});"]
+
+    def emit(self, b, n: Node) -> Call | None:
+        if n.op in (Op.LOOP_IN, Op.RESHAPE, Op.WEIGHT):
+            return None
+        lines = self._launch(b, n)
+        if n.id == b.graph.outputs["logits"]:
+            lines += self._read_logits(b, n)
+        where = f"{n.loc}  %{n.id} {n.op.value}" + (f" -> {n.label}" if n.label else "") + f"  [{self.device}]"
+        return Call(where, lines)
+
+    def _read_logits(self, b, n: Node) -> list[str]:
+        nv = b.ci(n.shape[-1])
+        return [f"if (!llmc_ocl_read({self.h}, m->{self.device}_logits + (all_logits ? 0 : (size_t)(T - 1) * {nv}), "
+                f"{self.mem(b, n.id)}, all_logits ? 0 : sizeof(float) * (size_t)(T - 1) * {nv}, "
+                f"sizeof(float) * (size_t)(all_logits ? T : 1) * {nv}, err, err_len)) return 0;"]
+
+    def _launch(self, b, n: Node) -> list[str]:
+        g, h, a, op = b.graph, self.h, n.attrs, n.op
+        ins = g.inputs(n.id)
+        mem = lambda nid: self.mem(b, nid)
+        out = mem(n.id)
+        shape = n.shape
+        rows, cols, total = b.numel(shape, -1), b.ci(shape[-1]), b.numel(shape)
+        f = lambda e: f"(float)({b.c(e)})"
+        if op is Op.EMBED:
+            return [f"llmc_ocl_embed({h}, {b.wtype(ins[0])}, {out}, {mem(ins[0])}, {mem(ins[1])}, T, {cols});"]
+        if op is Op.MATMUL:
+            x, w, bias = ins
+            wn = g.node(w)
+            return [f"llmc_ocl_matmul({h}, {b.wtype(w)}, {out}, {mem(w)}, {mem(x)}, {mem(bias)}, "
+                    f"{b.ci(wn.shape[1])}, {b.ci(wn.shape[0])}, {rows});"]
+        if op is Op.MOE_MATMUL:
+            x, w, sel, bias = ins
+            wn, xs = g.node(w), g.node(x).shape
+            return [f"llmc_ocl_moe_matmul({h}, {b.wtype(w)}, {out}, {mem(w)}, {mem(x)}, {1 if len(xs) == 3 else 0}, "
+                    f"{mem(sel)}, {mem(bias)}, {b.ci(wn.shape[2])}, {b.ci(wn.shape[1])}, T, {b.ci(shape[1])});"]
+        if op in (Op.ADD, Op.MUL):
+            bshape = g.node(ins[1]).shape
+            per_row = bshape[-1] == X.Num(1) and shape[-1] != X.Num(1)
+            b_rows = b.numel(bshape, -1)
+            b_cols = "1" if per_row else cols
+            return [f"llmc_ocl_binary({h}, {0 if op is Op.ADD else 1}, {out}, {mem(ins[0])}, {mem(ins[1])}, {rows}, "
+                    f"{cols}, {b_rows}, {b_cols});"]
+        if op is Op.SCALE:
+            return [f"llmc_ocl_scale({h}, {out}, {mem(ins[0])}, {total}, {f(a['scale'])}, {f(a['bias'])});"]
+        if op in UNARY:
+            return [f"llmc_ocl_{UNARY[op]}({h}, {out}, {mem(ins[0])}, {total});"]
+        if op is Op.MEAN:
+            src = g.node(ins[0]).shape
+            return [f"llmc_ocl_mean({h}, {out}, {mem(ins[0])}, {b.numel(src, -1)}, {b.ci(src[-1])});"]
+        if op is Op.SOFTMAX:
+            return [f"llmc_ocl_softmax({h}, {out}, {mem(ins[0])}, {rows}, {cols});"]
+        if op is Op.RMS_NORM:
+            return [f"llmc_ocl_rms_norm({h}, {out}, {mem(ins[0])}, {rows}, {cols}, {f(a['eps'])});"]
+        if op is Op.RMS_NORM_MUL:
+            return [f"llmc_ocl_rms_norm_mul({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, {rows}, {cols}, {f(a['eps'])});"]
+        if op is Op.SWIGLU:
+            return [f"llmc_ocl_swiglu({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, {total});"]
+        if op is Op.SWIGLU_OAI:
+            return [f"llmc_ocl_swiglu_oai({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, {total}, {f(a['alpha'])}, "
+                    f"{f(a['limit'])});"]
+        if op is Op.ROPE:
+            p = (f"{{ .mode = {ROPE_MODE[a['mode'].value]}, .n_dims = {b.ci(a['n_dims'])}, .base = {f(a['base'])}, "
+                 f".freq_scale = {f(a['freq_scale'])}, .ext_factor = {f(a['ext_factor'])}, "
+                 f".attn_factor = {f(a['attn_factor'])}, .beta_fast = {f(a['beta_fast'])}, "
+                 f".beta_slow = {f(a['beta_slow'])}, .n_ctx_orig = {b.ci(a['n_ctx_orig'])} }}")
+            return ["{",
+                    f"    const llmc_rope_params rp = {p};",
+                    f"    llmc_ocl_rope({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, T, {b.ci(shape[1])}, "
+                    f"{b.ci(shape[2])}, &rp);",
+                    "}"]
+        if op is Op.ATTENTION:
+            q, k, v, sinks = ins
+            qs, ks = g.node(q).shape, g.node(k).shape
+            dev = self.device
+            return [f"llmc_ocl_attention({h}, {out}, {mem(q)}, {mem(k)}, {mem(v)}, m->{dev}_k{n.id}[il], "
+                    f"m->{dev}_v{n.id}[il], {mem(sinks)}, T, pos, {b.ci(qs[1])}, {b.ci(ks[1])}, {b.ci(qs[2])}, "
+                    f"m->n_ctx, {f(a['scale'])}, {b.ci(a['window'])});"]
+        if op is Op.TOPK:
+            src = g.node(ins[0]).shape
+            return [f"llmc_ocl_top_k({h}, {out}, {mem(ins[0])}, {b.numel(src, -1)}, {b.ci(src[-1])}, {b.ci(a['k'])});"]
+        if op is Op.GATHER:
+            src = g.node(ins[0]).shape
+            return [f"llmc_ocl_gather({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, {b.numel(src, -1)}, "
+                    f"{b.ci(src[-1])}, {cols});"]
+        if op is Op.WEIGHTED_SUM:
+            xs = g.node(ins[0]).shape
+            return [f"llmc_ocl_weighted_sum({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, T, {b.ci(xs[1])}, "
+                    f"{b.ci(xs[2])});"]
+        raise NotImplementedError(f"the OpenCL target has no kernel for {op.value} ({n.loc})")
+

@@ -1,0 +1,117 @@
+"""partition_graph: give every node a device, and every fallback its reason.
+
+Placement, in order (after ggml_backend_sched's passes, anchors.md §1a, without its guessing):
+  1. an op the target runs natively goes to the target;
+  2. any other op goes to the target's fallback (then the fallback's fallback), the reason recorded;
+     a weight type the profile refuses (`unsupported = "refuse"`) stops the compile with its message;
+  3. a weight goes where its first user runs (it is read in place; never transferred);
+  4. tokens and positions are host inputs: the CPU (the device with no fallback);
+  5. a reshape goes where its input is (a view); a carried value's LOOP_IN where its next value is made.
+attrs["placement"] holds "<device>: <reason>" for every op node, attrs["fallback_from"] the target's name
+for a node sent to a fallback device.
+
+Needs: a verified graph, the target profile and every profile by name (for the fallback chain).
+Guarantees: every node has a device that runs it (DeviceProfile.supports is true there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmc.ir import expr as X
+from llmc.ir.errors import LlmcError
+from llmc.ir.graph import Graph
+from llmc.ir.ops import LEAVES, SPECS, Op
+
+WEIGHT_INPUT = {Op.EMBED: 0, Op.MATMUL: 1, Op.MOE_MATMUL: 1}
+
+
+@dataclass(frozen=True)
+class PartitionContext:
+    """What a GGUF file tells placement: weight types per weight node, hyperparameter values."""
+
+    weight_types: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    env: Mapping[str, Any] = field(default_factory=dict)
+    known: bool = False  # a GGUF file was given
+
+
+def native(graph: Graph, nid: int, profile, context: PartitionContext | None) -> tuple[bool, str]:
+    """profile.supports for this node, with its present optional inputs and weight types."""
+    context = context or PartitionContext()
+    node = graph.node(nid)
+    ins = graph.inputs(nid)
+    names = [n.rstrip("?") for n in SPECS[node.op].inputs]
+    present = [names[k] for k, src in enumerate(ins) if src is not None and k < len(names)]
+    types = None
+    if node.op in WEIGHT_INPUT and context.known:
+        w = ins[WEIGHT_INPUT[node.op]]
+        types = context.weight_types.get(w, ())
+    return profile.supports(node, types, inputs=present, env=context.env)
+
+
+def partition_graph(
+    graph: Graph, profile, profiles: Mapping[str, Any], context: PartitionContext | None = None
+) -> Graph:
+    graph = graph.copy()
+    host = _host(profile, profiles)
+    for nid in graph.order():
+        node = graph.node(nid)
+        if node.op in LEAVES or node.op is Op.RESHAPE:
+            continue
+        device, reason = _place(graph, nid, profile, profiles, context)
+        attrs = {**node.attrs, "placement": X.Num(f"{device}: {reason}")}
+        if device != profile.name:
+            attrs["fallback_from"] = X.Num(profile.name)
+        graph.update(nid, device=device, attrs=attrs)
+    for nid in graph.order():
+        node = graph.node(nid)
+        if node.op in (Op.TOKENS, Op.POSITIONS):
+            graph.update(nid, device=host)
+        elif node.op is Op.WEIGHT:
+            users = graph.users(nid)
+            graph.update(nid, device=graph.node(users[0]).device if users else host)
+    for c in graph.carried:
+        graph.update(c.loop_in, device=_device(graph, c.next))
+    for nid in graph.order():  # views follow their input, in order (chains of reshapes)
+        if graph.node(nid).op is Op.RESHAPE:
+            graph.update(nid, device=_device(graph, graph.inputs(nid)[0]))
+    return graph
+
+
+def _device(graph: Graph, nid: int) -> str:
+    node = graph.node(nid)
+    if node.op is Op.RESHAPE and not node.device:
+        return _device(graph, graph.inputs(nid)[0])
+    return node.device
+
+
+def _host(profile, profiles) -> str:
+    while profile.fallback:
+        profile = profiles[profile.fallback]
+    return profile.name
+
+
+def _place(graph: Graph, nid: int, profile, profiles, context) -> tuple[str, str]:
+    ok, why = native(graph, nid, profile, context)
+    if ok:
+        return profile.name, why or "native"
+    node = graph.node(nid)
+    if node.op in WEIGHT_INPUT and profile.unsupported_weight == "refuse" and context and context.known:
+        w = graph.inputs(nid)[WEIGHT_INPUT[node.op]]
+        rule = profile.ops.get(node.op)
+        types = context.weight_types.get(w, ())
+        if rule is not None and rule.native and rule.weights is not None and set(types) - set(rule.weights):
+            raise LlmcError(
+                f"{node.op.value} %{nid} ({graph.node(w).label}) on {profile.name}: {why}", node.loc
+            )
+    reasons = [why]
+    current = profile
+    while current.fallback:
+        current = profiles[current.fallback]
+        ok, fb_why = native(graph, nid, current, context)
+        if ok:
+            return current.name, "; then ".join(reasons)
+        reasons.append(fb_why)
+    raise LlmcError(f"no device runs {node.op.value} %{nid}: " + "; ".join(reasons), node.loc)

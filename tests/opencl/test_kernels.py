@@ -1,0 +1,240 @@
+"""Each OpenCL kernel against llmc.ir.reference (its definition), on the OpenCL device (PoCL in CI).
+
+Programs are built once per session (and cached on disk by the runtime); hypothesis draws shapes and
+values. Tolerances: f32 summation order only, except where noted."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from llmc.codegen.opencl import kernels
+from llmc.ir import quant, reference
+
+from tests.opencl.harness import need_opencl
+
+SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+f32 = np.float32
+
+
+@functools.cache
+def _source(ggml_type: str | None) -> str:
+    return kernels.render_common() if ggml_type is None else kernels.render_typed(ggml_type)
+
+
+def _kernel(name: str, ggml_type: str | None = None):
+    dev = need_opencl()
+    return dev, dev.kernel(_source(ggml_type), name)
+
+
+def random_weight(ggml_type: str, n_out: int, n_in: int, rng) -> np.ndarray:
+    """Random GGUF bytes (n_out rows of n_in) with sane scales: every code and nibble is exercised."""
+    if ggml_type == "F32":
+        return rng.standard_normal((n_out, n_in)).astype(f32).view(np.uint8)
+    if ggml_type in ("F16", "BF16"):
+        x = rng.standard_normal((n_out, n_in)).astype(f32)
+        return (x.astype(np.float16) if ggml_type == "F16" else (x.view(np.uint32) >> 16).astype(np.uint16)).view(np.uint8)
+    block, nbytes = quant.BLOCK_LAYOUT[ggml_type]
+    raw = rng.integers(0, 256, (n_out, n_in // block, nbytes), dtype=np.uint8)
+    def f16(at, scale):
+        raw[..., at:at + 2] = (rng.random(raw.shape[:2]) * scale + 0.01).astype(np.float16)[..., None].view(np.uint8)
+    if ggml_type in ("Q4_0", "Q8_0"):
+        f16(0, 0.1)
+    elif ggml_type in ("Q4_1", "Q4_K"):
+        f16(0, 0.1)
+        f16(2, 0.1)
+    elif ggml_type == "Q6_K":
+        f16(208, 0.01)
+    elif ggml_type == "MXFP4":
+        raw[..., 0] = rng.integers(120, 130, raw.shape[:2])
+    return raw.reshape(n_out, -1)
+
+
+@SETTINGS
+@given(ggml_type=st.sampled_from(kernels.WEIGHT_TYPES), rows=st.integers(1, 3), seed=st.integers(0, 1000))
+def test_matmul(ggml_type, rows, seed):
+    dev, k = _kernel(f"matmul_{ggml_type.lower()}", ggml_type)
+    rng = np.random.default_rng(seed)
+    block = quant.BLOCK_LAYOUT[ggml_type][0]
+    n_in, n_out = max(block, 64) * 2, 24
+    w = random_weight(ggml_type, n_out, n_in, rng)
+    x = rng.standard_normal((rows, n_in)).astype(f32)
+    bias = rng.standard_normal(n_out).astype(f32)
+    want = quant.matmul_reference(w, ggml_type, x, n_in, n_out) + bias
+    xq = quant.quantize_activations(x, quant.VEC_DOT_TYPE[ggml_type])   # act_* is tested on its own below
+    xs = quant.q8_1_sums(x) if ggml_type == "Q4_1" else np.zeros(1, f32)
+    y = dev.buffer(nbytes=rows * n_out * 4)
+    dev.run(k, (n_out, rows), ("m", y), ("m", dev.buffer(w)), ("m", dev.buffer(xq)), ("m", dev.buffer(xs)),
+            ("m", dev.buffer(bias)), ("i", n_in), ("i", n_out))
+    got = dev.read(y, (rows, n_out))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@SETTINGS
+@given(act=st.sampled_from(["q8_0", "q8_1", "q8_k", "f16", "bf16"]), seed=st.integers(0, 1000))
+def test_activation_quantizers_are_bit_exact(act, seed):
+    dev, k = _kernel(f"act_{act}")
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((2, 512)) * rng.uniform(0.01, 10)).astype(f32)
+    x[0, :32] = 0.0                                    # an all-zero block
+    xq, xs = dev.buffer(nbytes=x.nbytes), dev.buffer(nbytes=x.nbytes // 32)
+    items = x.size // {"q8_0": 32, "q8_1": 32, "q8_k": 256}.get(act, 1)
+    dev.run(k, (items,), ("m", xq), ("m", xs), ("m", dev.buffer(x)))
+    np.testing.assert_array_equal(dev.read(xq, x.shape), quant.quantize_activations(x, act.upper()))
+    if act == "q8_1":
+        np.testing.assert_array_equal(dev.read(xs, (2, 16)), quant.q8_1_sums(x))
+
+
+@SETTINGS
+@given(ggml_type=st.sampled_from(["Q4_0", "Q8_0", "MXFP4", "Q4_1"]), x_per_slot=st.booleans(), seed=st.integers(0, 99))
+def test_moe_matmul(ggml_type, x_per_slot, seed):
+    dev, k = _kernel(f"moe_matmul_{ggml_type.lower()}", ggml_type)
+    rng = np.random.default_rng(seed)
+    E, T, K, n_in, n_out = 4, 2, 2, 64, 16
+    w = np.stack([random_weight(ggml_type, n_out, n_in, rng) for _ in range(E)])
+    sel = rng.integers(0, E, (T, K)).astype(np.int32)
+    x = rng.standard_normal((T, K, n_in) if x_per_slot else (T, n_in)).astype(f32)
+    bias = rng.standard_normal((E, n_out)).astype(f32)
+    wf = np.stack([quant.dequantize(w[e], ggml_type, n_in, n_out) for e in range(E)])
+    want = reference.moe_matmul(x, wf, sel, bias, ggml_type)
+    if ggml_type == "Q4_1":       # the Q8_1 sums route: compare with quant.matmul_reference per slot
+        xs3 = np.broadcast_to(x[:, None], (T, K, n_in)) if not x_per_slot else x
+        want = np.stack([[quant.matmul_reference(w[sel[t, j]], "Q4_1", xs3[t, j][None], n_in, n_out)[0] + bias[sel[t, j]]
+                          for j in range(K)] for t in range(T)])
+    flat = x.reshape(-1, n_in)
+    xq = quant.quantize_activations(flat, quant.VEC_DOT_TYPE[ggml_type])
+    xs = quant.q8_1_sums(flat) if ggml_type == "Q4_1" else np.zeros(1, f32)
+    y = dev.buffer(nbytes=T * K * n_out * 4)
+    dev.run(k, (n_out, K, T), ("m", y), ("m", dev.buffer(w)), ("m", dev.buffer(xq)), ("m", dev.buffer(xs)),
+            ("m", dev.buffer(sel)), ("m", dev.buffer(bias)), ("i", n_in), ("i", n_out), ("i", K), ("i", int(x_per_slot)))
+    np.testing.assert_allclose(dev.read(y, (T, K, n_out)), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@SETTINGS
+@given(ggml_type=st.sampled_from(kernels.WEIGHT_TYPES), seed=st.integers(0, 99))
+def test_embed(ggml_type, seed):
+    dev, k = _kernel(f"embed_{ggml_type.lower()}", ggml_type)
+    rng = np.random.default_rng(seed)
+    n = 256
+    table = random_weight(ggml_type, 10, n, rng)
+    tokens = np.array([3, 0, 9], np.int32)
+    want = reference.embed(quant.dequantize(table, ggml_type, n, 10), tokens)
+    y = dev.buffer(nbytes=want.nbytes)
+    dev.run(k, (n // quant.BLOCK_LAYOUT[ggml_type][0], 3), ("m", y), ("m", dev.buffer(table)),
+            ("m", dev.buffer(tokens)), ("i", n))
+    np.testing.assert_array_equal(dev.read(y, want.shape), want)
+
+
+@SETTINGS
+@given(rows=st.integers(1, 4), n=st.sampled_from([4, 64, 576]), seed=st.integers(0, 99))
+def test_rows_and_elementwise(rows, n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, n)).astype(f32)
+    u = rng.standard_normal((rows, n)).astype(f32) * 4
+    w = rng.standard_normal(n).astype(f32)
+    col = rng.standard_normal((rows, 1)).astype(f32)
+    dev = need_opencl()
+    out = dev.buffer(nbytes=x.nbytes)
+    X, U, W, C = dev.buffer(x), dev.buffer(u), dev.buffer(w), dev.buffer(col)
+    cases = [
+        ("rms_norm_f32", (rows,), [("m", X), ("i", n), ("f", 1e-5)], reference.rms_norm(x, 1e-5), 1e-6),
+        ("rms_norm_mul_f32", (rows,), [("m", X), ("m", W), ("i", n), ("f", 1e-5)], reference.rms_norm_mul(x, w, 1e-5), 1e-6),
+        ("softmax_f32", (rows,), [("m", X), ("i", n)], reference.softmax(x), 1e-6),
+        ("add_f32", (rows * n,), [("m", X), ("m", W), ("i", n), ("i", 1), ("i", n)], reference.add(x, w), 0),
+        ("mul_f32", (rows * n,), [("m", X), ("m", C), ("i", n), ("i", rows), ("i", 1)], reference.mul(x, col), 0),
+        ("scale_f32", (rows * n,), [("m", X), ("f", 0.5), ("f", 0.25)], reference.scale(x, 0.5, 0.25), 0),
+        ("sqr_f32", (rows * n,), [("m", X)], reference.sqr(x), 0),
+        ("silu_f32", (rows * n,), [("m", X)], reference.silu(x), 1e-6),
+        ("swiglu_f32", (rows * n,), [("m", X), ("m", U)], reference.swiglu(x, u), 1e-6),
+        ("swiglu_oai_f32", (rows * n,), [("m", X), ("m", U), ("f", 1.702), ("f", 7.0)],
+         reference.swiglu_oai(x, u, 1.702, 7.0), 1e-6),
+    ]
+    for name, size, args, want, rtol in cases:
+        dev.run(dev.kernel(_source(None), name), size, ("m", out), *args)
+        np.testing.assert_allclose(dev.read(out, x.shape), want, rtol=rtol, atol=rtol * 1e-3, err_msg=name)
+    dev.run(dev.kernel(_source(None), "mean_f32"), (rows,), ("m", out), ("m", X), ("i", n))
+    np.testing.assert_allclose(dev.read(out, (rows, 1)), reference.mean(x), rtol=1e-6)
+
+
+@SETTINGS
+@given(k=st.integers(1, 4), seed=st.integers(0, 99))
+def test_router_ops(k, seed):
+    rng = np.random.default_rng(seed)
+    T, n = 3, 8
+    x = rng.standard_normal((T, n)).astype(f32)
+    x[0, 2] = x[0, 5]                                   # a tie: the lower index first
+    dev = need_opencl()
+    X = dev.buffer(x)
+    idx = dev.buffer(nbytes=T * k * 4)
+    dev.run(dev.kernel(_source(None), "top_k_f32"), (T,), ("m", idx), ("m", X), ("i", n), ("i", k))
+    got = dev.read(idx, (T, k), np.int32)
+    np.testing.assert_array_equal(got, reference.top_k(x, k))
+    g = dev.buffer(nbytes=T * k * 4)
+    dev.run(dev.kernel(_source(None), "gather_f32"), (T * k,), ("m", g), ("m", X), ("m", idx), ("i", n), ("i", k))
+    gathered = dev.read(g, (T, k))
+    np.testing.assert_array_equal(gathered, reference.gather(x, got))
+    xs = rng.standard_normal((T, k, 16)).astype(f32)
+    y = dev.buffer(nbytes=T * 16 * 4)
+    dev.run(dev.kernel(_source(None), "weighted_sum_f32"), (T * 16,), ("m", y), ("m", dev.buffer(xs)), ("m", g),
+            ("i", k), ("i", 16))
+    np.testing.assert_array_equal(dev.read(y, (T, 16)), reference.weighted_sum(xs, gathered))
+
+
+ROPES = [("norm", 64, 64, 0.0, 1.0), ("neox", 64, 32, 0.0, 1.0), ("neox", 64, 64, 1.0, 0.25)]
+
+
+@SETTINGS
+@given(case=st.sampled_from(ROPES), seed=st.integers(0, 99))
+def test_rope(case, seed):
+    import math
+    mode, head_dim, n_dims, ext, freq = case
+    rng = np.random.default_rng(seed)
+    T, H = 3, 2
+    x = rng.standard_normal((T, H, head_dim)).astype(f32)
+    pos = np.array([0, 7, 300], np.int32)
+    params = dict(mode=mode, n_dims=n_dims, base=10000.0, freq_scale=freq, ext_factor=ext, attn_factor=1.0,
+                  beta_fast=32.0, beta_slow=1.0, n_ctx_orig=4096)
+    want = reference.rope(x, pos, **params)
+    low, span, mscale = 0.0, 1.0, 1.0
+    if ext:
+        def corr(rot):
+            return n_dims * math.log(4096 / (rot * 2 * math.pi)) / (2 * math.log(10000.0))
+        low = max(0.0, math.floor(corr(32.0)))
+        span = max(0.001, min(n_dims - 1.0, math.ceil(corr(1.0))) - low)
+        mscale = 1.0 + 0.1 * math.log(1.0 / freq)
+    dev = need_opencl()
+    y = dev.buffer(nbytes=x.nbytes)
+    dev.run(dev.kernel(_source(None), "rope_f32"), (head_dim // 2, H, T), ("m", y), ("m", dev.buffer(x)),
+            ("m", dev.buffer(pos)), ("i", H), ("i", head_dim), ("i", 2 if mode == "neox" else 0), ("i", n_dims),
+            ("f", float(f32(math.pow(10000.0, -2.0 / n_dims)))), ("f", freq), ("f", ext), ("f", low), ("f", span),
+            ("f", mscale))
+    # cos/sin of angles up to 300 rad: the device's and numpy's libm differ by a few ulp of the angle
+    np.testing.assert_allclose(dev.read(y, x.shape), want, rtol=0, atol=2e-5)
+
+
+@SETTINGS
+@given(window=st.sampled_from([0, 3]), sinks=st.booleans(), T=st.integers(1, 4), seed=st.integers(0, 99))
+def test_attention(window, sinks, T, seed):
+    rng = np.random.default_rng(seed)
+    Hq, Hkv, d, n_ctx, pos = 4, 2, 16, 16, 5
+    q = rng.standard_normal((T, Hq, d)).astype(f32)
+    k_new = rng.standard_normal((T, Hkv, d)).astype(f32)
+    v_new = rng.standard_normal((T, Hkv, d)).astype(f32)
+    cache_k = rng.standard_normal((n_ctx, Hkv, d)).astype(np.float16)
+    cache_v = rng.standard_normal((n_ctx, Hkv, d)).astype(np.float16)
+    s = rng.standard_normal(Hq).astype(f32) if sinks else None
+    dev = need_opencl()
+    K, V = dev.buffer(cache_k), dev.buffer(cache_v)
+    dev.run(dev.kernel(_source(None), "kv_store_f32"), (T * Hkv * d,), ("m", K), ("m", V), ("m", dev.buffer(k_new)),
+            ("m", dev.buffer(v_new)), ("l", pos * Hkv * d))
+    cache_k[pos:pos + T], cache_v[pos:pos + T] = k_new, v_new
+    np.testing.assert_array_equal(dev.read(K, cache_k.shape, np.float16), cache_k)
+    out = dev.buffer(nbytes=q.nbytes)
+    scores = dev.buffer(nbytes=T * Hq * n_ctx * 4)
+    dev.run(dev.kernel(_source(None), "attention_f32"), (Hq, T), ("m", out), ("m", dev.buffer(q)), ("m", K), ("m", V),
+            ("m", None if s is None else dev.buffer(s)), ("m", scores), ("i", pos), ("i", Hq), ("i", Hkv), ("i", d),
+            ("i", n_ctx), ("f", 0.25), ("i", window))
+    want = reference.attention(q, cache_k[:pos + T].astype(f32), cache_v[:pos + T].astype(f32),
+                               np.arange(pos, pos + T), 0.25, window, s)
+    np.testing.assert_allclose(dev.read(out, want.shape), want, rtol=1e-5, atol=1e-5)
