@@ -106,6 +106,11 @@ def plan_memory(graph: Graph, device: str | None = None, alignment: int = 64) ->
     values = [n for n in order if graph.node(n).op is not Op.WEIGHT and n not in alias_of
               and (device is None or value_device(graph, n) == device)]
     life = {n: [pos[n], pos[n]] for n in values}
+    # a matmul group (compiler/passes/group_matmuls.py) writes every member's output at its first member
+    for n in values:
+        group = graph.node(n).attrs.get("group")
+        if group is not None and int(group.value) in pos:
+            life[n][0] = min(life[n][0], pos[int(group.value)])
     for n in order:
         for src in graph.inputs(n):
             if src is None or graph.node(src).op is Op.WEIGHT:

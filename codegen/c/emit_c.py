@@ -31,6 +31,8 @@ class CEmitter(Emitter):
         if op is Op.EMBED:
             fn, extra = b.weight_kernel("embed", ins[0])
             return Call(where, [f"{fn}({', '.join(extra + [out, v(ins[0]), v(ins[1]), 'T', cols])});"])
+        if op is Op.MATMUL and "group" in a:
+            return self._matmul_group(b, n, where)
         if op is Op.MATMUL:
             x, w, bias = ins
             fn, extra = b.weight_kernel("matmul", w)
@@ -117,6 +119,41 @@ class CEmitter(Emitter):
             return Call(where, [f"llmc_weighted_sum_f32({out}, {v(ins[0])}, {v(ins[1])}, T, {b.ci(xs[1])}, "
                                 f"{b.ci(xs[2])});"])
         raise NotImplementedError(f"the C target has no kernel for {op.value} ({n.loc})")
+
+    def _matmul_group(self, b, n: Node, where: str) -> Call | None:
+        """The first member of a matmul group emits the whole group (compiler/passes/group_matmuls.py);
+        the memory plan keeps every member's output free from there on."""
+        g = b.graph
+        leader = int(n.attrs["group"].value)
+        if n.id != leader:
+            return None
+        members = [m for m in g.order(n.region) if g.node(m).op is Op.MATMUL
+                   and "group" in g.node(m).attrs and int(g.node(m).attrs["group"].value) == leader]
+        x = g.inputs(leader)[0]
+        ws = [g.inputs(m)[1] for m in members]
+        n_in = b.ci(g.node(ws[0]).shape[1])
+        rows = b.numel(n.shape, -1)
+        outs = [b.ci(g.node(w).shape[0]) for w in ws]
+        k = len(members)
+        lines = ["{",
+                 f"    float *const ys[{k}] = {{{', '.join(b.var(m) for m in members)}}};",
+                 f"    const void *const ws[{k}] = {{{', '.join(b.var(w) for w in ws)}}};",
+                 f"    const int n_outs[{k}] = {{{', '.join(outs)}}};"]
+        kernel, extra = b.weight_kernel("matmul", ws[0])
+        same_type = all(b.weight_kernel("matmul", w) == (kernel, extra) for w in ws) and not extra
+        if same_type:
+            lines.append(f"    {kernel}_group(m->th, {k}, ys, ws, n_outs, {b.var(x)}, {n_in}, {rows}, m->scratch);")
+        else:
+            lines.append(f"    const int types[{k}] = {{{', '.join(b.wtype(w) for w in ws)}}};")
+            lines.append(f"    llmc_matmul_group_any(m->th, {k}, types, ys, ws, n_outs, {b.var(x)}, {n_in}, {rows}, "
+                         "m->scratch);")
+        lines.append("}")
+        names = ", ".join(g.node(m).label or f"%{m}" for m in members)
+        for m, w, n_out in zip(members, ws, outs):
+            bias = g.inputs(m)[2]
+            if bias is not None:
+                lines.append(self._bias(b, b.var(m), bias, rows, n_out))
+        return Call(f"{where}  (group: {names})", lines)
 
     def _bias(self, b, out: str, bias: int, rows: str, n_out: str) -> str:
         call = f"llmc_add_f32({out}, {out}, {b.var(bias)}, {rows}, {n_out}, 1);"

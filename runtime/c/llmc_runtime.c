@@ -103,6 +103,23 @@ void llmc_matmul_any(int type, llmc_threads *th, float *y, const void *w, const 
     }
 }
 
+void llmc_matmul_group_any(llmc_threads *th, int n, const int *types, float *const *ys, const void *const *ws,
+                           const int *n_outs, const float *x, int n_in, int n_tokens, void *scratch)
+{
+    int same = 1;
+    for (int i = 1; i < n; i++) same = same && types[i] == types[0];
+    if (!same) {
+        for (int i = 0; i < n; i++) llmc_matmul_any(types[i], th, ys[i], ws[i], x, n_in, n_outs[i], n_tokens, scratch);
+        return;
+    }
+    switch (types[0]) {
+#define CASE(id, name) case id: llmc_matmul_##name##_group(th, n, ys, ws, n_outs, x, n_in, n_tokens, scratch); return;
+    LLMC_FOR_TYPES(CASE)
+#undef CASE
+    default: abort();
+    }
+}
+
 void llmc_embed_any(int type, float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd)
 {
     switch (type) {

@@ -32,7 +32,9 @@ size_t llmc_max_scratch_bytes(const llmc_gguf *g, int n_batch);
 /* The dense matmul kernels (codegen/c/templates/matmul_<type>.c.j2): y (n_tokens, n_out) = x · Wᵀ. */
 #define LLMC_DECLARE_MATMUL(name) \
     void llmc_matmul_##name(llmc_threads *th, float *y, const void *w, const float *x, int n_in, int n_out, \
-                            int n_tokens, void *scratch);
+                            int n_tokens, void *scratch); \
+    void llmc_matmul_##name##_group(llmc_threads *th, int n, float *const *ys, const void *const *ws, \
+                                    const int *n_outs, const float *x, int n_in, int n_tokens, void *scratch);
 LLMC_DECLARE_MATMUL(f32) LLMC_DECLARE_MATMUL(f16) LLMC_DECLARE_MATMUL(bf16) LLMC_DECLARE_MATMUL(q8_0)
 LLMC_DECLARE_MATMUL(q4_0) LLMC_DECLARE_MATMUL(q4_1) LLMC_DECLARE_MATMUL(q4_k) LLMC_DECLARE_MATMUL(q6_k)
 LLMC_DECLARE_MATMUL(mxfp4)
@@ -41,6 +43,9 @@ LLMC_DECLARE_MATMUL(mxfp4)
 /* Kernels chosen by the weight's GGUF type at run time (generic artifacts). */
 void llmc_matmul_any(int type, llmc_threads *th, float *y, const void *w, const float *x, int n_in, int n_out,
                      int n_tokens, void *scratch);
+/* Matmuls sharing x (ys[i] = x · ws[i]ᵀ): one quantization and one dispatch when the types agree. */
+void llmc_matmul_group_any(llmc_threads *th, int n, const int *types, float *const *ys, const void *const *ws,
+                           const int *n_outs, const float *x, int n_in, int n_tokens, void *scratch);
 void llmc_embed_any(int type, float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd);
 void llmc_moe_matmul_any(int type, llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
                          const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
