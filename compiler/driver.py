@@ -16,7 +16,7 @@ from llmc.ir.graph import Graph, param_to_json, verify
 from llmc.ir.ops import Op
 
 from . import report
-from .devices import DeviceProfile, get_profile, list_profiles
+from .devices import DEVICES_DIR, DeviceProfile, get_profile, list_profiles
 from .elaborate import load_arch
 from .fit_memory import DEFAULT_N_BATCH, Fit, facts_from_gguf, fit_memory
 from .passes.decompose_ops import decompose_ops
@@ -91,12 +91,13 @@ def specialization(graph: Graph, gguf_path: str) -> dict:
 
 def compile_model(arch_file: str, target: str, out_dir: str, specialize: str | None = None,
                   dump_ir: str | None = None, gguf: str | None = None,
-                  device_memory: dict[str, int] | None = None, n_batch: int = DEFAULT_N_BATCH) -> CompileResult:
+                  device_memory: dict[str, int] | None = None, n_batch: int = DEFAULT_N_BATCH,
+                  profiles_dir: str | os.PathLike = DEVICES_DIR) -> CompileResult:
     """Compile for a device profile (`c` is the cpu). gguf (or specialize) is a weights file that informs
     placement (weight types, dims) and memory fitting; only specialize bakes it into the code.
     device_memory overrides the profiles' memory sizes (device -> bytes)."""
-    profiles = list_profiles()
-    profile = get_profile(target)
+    profiles = list_profiles(profiles_dir)
+    profile = get_profile(target, profiles_dir)
     t0 = time.perf_counter()
     graph = load_arch(arch_file)
     weights_file = specialize or gguf
@@ -221,6 +222,7 @@ def _op_json(graph: Graph, n) -> dict:
 
 
 def compile_to_temp(arch_file: str, target: str, gguf_path: str | None = None) -> str:
+    """`llmc.load(arch, gguf, target=...)`: compile into a temporary artifact; the file informs placement."""
     out = tempfile.mkdtemp(prefix=f"llmc-{target}-")
-    compile_model(arch_file, target, out)
+    compile_model(arch_file, target, out, gguf=gguf_path)
     return out

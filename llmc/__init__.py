@@ -11,8 +11,6 @@ from llmc.ir.errors import BindError, DslError, LlmcError
 
 __all__ = ["load", "arch_path", "LlmcError", "DslError", "BindError"]
 
-ARCHS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "archs")
-
 
 def arch_path(name_or_path: str) -> str:
     """`llama` -> the packaged archs/llama.llmc; a path is returned as it is."""

@@ -84,7 +84,6 @@ class Schedule:
     n_layer: str = "1"
     n_vocab: str = "0"
     logits: str = ""
-    scratch_bytes: list[str] = field(default_factory=list)
     # hooks filled by accelerator emitters
     includes: list[str] = field(default_factory=list)
     fields: list[str] = field(default_factory=list)

@@ -19,15 +19,23 @@ import llmc
 from llmc.agreement import assert_same_greedy, assert_agrees, compare_logits
 from tests.fixtures.models import fixture_tokens, write_qwen2
 from tests.models.test_agreement import TEXT
-from tests.opencl.compile import ARCHS, compile_opencl
 from tests.opencl.harness import need_opencl
+
+ARCHS = os.path.join(os.path.dirname(__file__), "..", "..", "archs")
+
+
+def _compile(arch, target, out_dir, gguf=None, profiles_dir=None):
+    """compile_model for an OpenCL profile; returns the partitioned graph and the manifest."""
+    kw = {"profiles_dir": profiles_dir} if profiles_dir else {}
+    result = compile_model(os.path.join(ARCHS, f"{arch}.llmc"), target, out_dir, gguf=gguf, **kw)
+    return result.graph, result.manifest
 
 
 @pytest.fixture(scope="module")
 def smollm2_opencl(smollm2_path, tmp_path_factory):
     need_opencl()
     out = tmp_path_factory.mktemp("smollm2-opencl")
-    graph, _ = compile_opencl("llama", "opencl", str(out), gguf=smollm2_path)
+    graph, _ = _compile("llama", "opencl", str(out), gguf=smollm2_path)
     on_device = [n for n in graph.nodes() if n.device == "opencl" and n.op.value not in ("weight", "reshape")]
     assert len(on_device) > 15
     return str(out)
@@ -66,7 +74,7 @@ def test_smollm2_greedy_equals_c_target(smollm2_opencl, smollm2_path, tmp_path):
 
 def test_qwen2_q4_0_on_adreno_agrees_with_llama_cpp(qwen2_q4_0_path, oracle, tmp_path):
     need_opencl()
-    graph, _ = compile_opencl("qwen2", "adreno", str(tmp_path), gguf=qwen2_q4_0_path)
+    graph, _ = _compile("qwen2", "adreno", str(tmp_path), gguf=qwen2_q4_0_path)
     matmuls = [n for n in graph.nodes() if n.op.value == "matmul"]
     assert matmuls and all(n.device == "adreno" for n in matmuls)
     model = llmc.load(str(tmp_path), qwen2_q4_0_path, n_ctx=64)
@@ -85,7 +93,7 @@ def test_qwen2_q4_0_on_adreno_agrees_with_llama_cpp(qwen2_q4_0_path, oracle, tmp
 def test_adreno_falls_back_for_q8_0_matmuls(qwen2_q8_path, oracle, tmp_path):
     """The adreno profile's policy is `fallback`: Q8_0 matmuls run in C, the rest on the device."""
     need_opencl()
-    graph, _ = compile_opencl("qwen2", "adreno", str(tmp_path), gguf=qwen2_q8_path)
+    graph, _ = _compile("qwen2", "adreno", str(tmp_path), gguf=qwen2_q8_path)
     matmuls = [n for n in graph.nodes() if n.op.value == "matmul"]
     assert all(n.device == "cpu" for n in matmuls)
     assert any(n.device == "adreno" for n in graph.nodes() if n.op.value == "attention")
@@ -101,13 +109,13 @@ def test_adreno_refuses_q8_0_when_the_profile_says_so(qwen2_q8_path, tmp_path):
     adreno = profiles / "adreno.toml"
     adreno.write_text(adreno.read_text().replace('unsupported = "fallback"', 'unsupported = "refuse"'))
     with pytest.raises(llmc.LlmcError, match=r"llama-quantize --pure .* Q4_0"):
-        compile_opencl("qwen2", "adreno", str(tmp_path / "art"), gguf=qwen2_q8_path, profiles_dir=profiles)
+        _compile("qwen2", "adreno", str(tmp_path / "art"), gguf=qwen2_q8_path, profiles_dir=str(profiles))
 
 
 def test_generic_adreno_artifact_refuses_other_types_at_load(qwen2_q8_path, tmp_path):
     """Compiled without a file, the artifact assumes the profile's types (embed F32/F16, matmul Q4_0); a file
     with other types is refused at load with the hint, before any token runs."""
     need_opencl()
-    compile_opencl("qwen2", "adreno", str(tmp_path))
+    _compile("qwen2", "adreno", str(tmp_path))
     with pytest.raises(llmc.LlmcError, match=r"type Q8_0, which (embed|matmul) on .* does not take: .*llama-quantize --pure"):
         llmc.load(str(tmp_path), qwen2_q8_path, n_ctx=32)
