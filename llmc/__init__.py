@@ -7,6 +7,14 @@ from __future__ import annotations
 
 import os
 
+# In a checkout, ir/, compiler/, codegen/, runtime/ and archs/ sit beside this folder (the design card's
+# layout) and are installed as llmc.ir, llmc.compiler, ... by pyproject's package-dir. Searching the
+# checkout's top folder for llmc's subpackages makes `import llmc` work there without an install.
+_checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not os.path.isdir(os.path.join(os.path.dirname(__file__), "ir")) and \
+        os.path.isfile(os.path.join(_checkout, "ir", "ops.py")):
+    __path__.append(_checkout)
+
 from llmc.ir.errors import BindError, DslError, LlmcError
 
 __all__ = ["load", "arch_path", "LlmcError", "DslError", "BindError"]
