@@ -20,10 +20,12 @@ from .gguf_file import GGUFFile
 FORMAT_VERSION = 1
 _CDEF = """
 typedef struct llmc_model llmc_model;
-llmc_model *llmc_model_load(const char *gguf_path, const double *params, int n_params, int n_ctx, int n_batch,
-                            int n_threads, char *err, size_t err_len);
+llmc_model *llmc_model_load(const char *gguf_path, const double *params, int n_params, int n_ctx, int n_seq,
+                            int n_batch, int n_threads, char *err, size_t err_len);
 int llmc_forward(llmc_model *m, const int32_t *tokens, int n_tokens, int pos, float *logits, int all_logits,
                  char *err, size_t err_len);
+int llmc_forward_batch(llmc_model *m, const int32_t *tokens, const int32_t *in_seq, const int32_t *in_pos,
+                       int n_tokens, const int32_t *out_rows, int n_out, float *logits, char *err, size_t err_len);
 void llmc_model_free(llmc_model *m);
 int llmc_model_n_params(void);
 int llmc_model_n_vocab(const llmc_model *m);
@@ -56,10 +58,11 @@ def read_manifest(artifact_dir: str) -> dict:
 
 
 class CEngine:
-    """A compiled model in a shared library; one sequence, KV cache inside the C model."""
+    """A compiled model in a shared library; n_seq sequences, each with its own KV cache inside the C model.
+    forward() continues sequence 0; forward_batch() runs tokens of several sequences in one call."""
 
     def __init__(self, artifact_dir: str, gguf: GGUFFile, n_ctx: int | None = None, n_batch: int = 64,
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, n_seq: int = 1):
         manifest = read_manifest(artifact_dir)
         self.target = manifest["target"]
         if gguf.arch != manifest["arch"]:
@@ -82,12 +85,13 @@ class CEngine:
         err = ffi.new("char[]", 1024)
         threads = n_threads or min(os.cpu_count() or 1, 8)
         model = self._lib.llmc_model_load(gguf.path.encode(), ffi.new("double[]", values), len(values),
-                                          self.n_ctx, n_batch, threads, err, 1024)
+                                          self.n_ctx, n_seq, n_batch, threads, err, 1024)
         if model == ffi.NULL:
             raise BindError(ffi.string(err).decode(errors="replace"))
         self._model = ffi.gc(model, self._lib.llmc_model_free)
         self.n_vocab = int(self._lib.llmc_model_n_vocab(model))
         self.n_batch = min(n_batch, self.n_ctx)
+        self.n_seq = n_seq
         self.arena_bytes = int(self._lib.llmc_model_arena_bytes(model))
         self._err = err
         self.n_past = 0
@@ -110,6 +114,20 @@ class CEngine:
             self.n_past += len(chunk)
             out.append(logits)
         return np.concatenate(out) if all_logits else out[-1]
+
+    def forward_batch(self, tokens: np.ndarray, seq: np.ndarray, positions: np.ndarray,
+                      out_rows: np.ndarray) -> np.ndarray:
+        """One batched step: token t of sequence seq[t] at position positions[t] (all (T,), T <= n_batch);
+        the logits (len(out_rows), n_vocab) of the rows out_rows (ascending)."""
+        arrays = [np.ascontiguousarray(a, np.int32) for a in (tokens, seq, positions, out_rows)]
+        logits = np.empty((len(arrays[3]), self.n_vocab), np.float32)
+        ptr = [self._ffi.cast("int32_t *", a.ctypes.data) for a in arrays]
+        ok = self._lib.llmc_forward_batch(self._model, ptr[0], ptr[1], ptr[2], len(arrays[0]), ptr[3],
+                                          len(arrays[3]), self._ffi.cast("float *", logits.ctypes.data),
+                                          self._err, 1024)
+        if not ok:
+            raise LlmcError(self._ffi.string(self._err).decode(errors="replace"))
+        return logits
 
 
 def load_engine(artifact_dir: str, gguf: GGUFFile, n_ctx: int | None = None, **options) -> CEngine:

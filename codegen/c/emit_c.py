@@ -27,7 +27,7 @@ class CEmitter(Emitter):
         if op is Op.TOKENS:
             return Call(where, [f"memcpy({out}, tokens, sizeof(int32_t) * (size_t)T);"])
         if op is Op.POSITIONS:
-            return Call(where, [f"for (int t = 0; t < T; t++) {out}[t] = pos + t;"])
+            return Call(where, [f"memcpy({out}, in_pos, sizeof(int32_t) * (size_t)T);"])
         if op is Op.EMBED:
             fn, extra = b.weight_kernel("embed", ins[0])
             return Call(where, [f"{fn}({', '.join(extra + [out, v(ins[0]), v(ins[1]), 'T', cols])});"])
@@ -95,9 +95,9 @@ class CEmitter(Emitter):
             kv = f"kv_{n.id}"
             b.s.kv.append((kv, f"{b.numel(ks[1:])}", where))
             sink = v(sinks) if sinks is not None else "NULL"
+            layer = f"(size_t)il * m->n_seq * m->n_ctx * {b.numel(ks[1:])}"     # caches: (n_layer, n_seq, n_ctx, row)
             return Call(where, [f"llmc_attention_f32(m->th, {out}, {v(q)}, {v(k)}, {v(val)}, "
-                                f"m->k_{kv} + (size_t)il * m->n_ctx * {b.numel(ks[1:])}, "
-                                f"m->v_{kv} + (size_t)il * m->n_ctx * {b.numel(ks[1:])}, T, pos, "
+                                f"m->k_{kv} + {layer}, m->v_{kv} + {layer}, in_seq, in_pos, T, "
                                 f"{b.ci(qs[1])}, {b.ci(ks[1])}, {b.ci(qs[2])}, m->n_ctx, "
                                 f"(float)({b.c(a['scale'])}), {b.ci(a['window'])}, {sink}, m->attn_scratch);"])
         if op is Op.TOPK:

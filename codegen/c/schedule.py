@@ -93,6 +93,8 @@ class Schedule:
     sources: dict[str, str] = field(default_factory=dict)       # extra files for the artifact's src/
     link_flags: list[str] = field(default_factory=list)          # e.g. -lOpenCL
     last_rows_only: bool = False                                  # the post region runs on T_out rows
+    post_inputs: list[tuple[str, str]] = field(default_factory=list)  # (buffer, row elems) the post region reads
+    multi_seq: bool = True                                        # every attention runs on the CPU
 
 
 class ScheduleBuilder:
@@ -217,6 +219,11 @@ class ScheduleBuilder:
                 if call is not None:
                     calls.append(call)
         self.in_post = False
+        s.multi_seq = all(self.device_of(n) == "cpu" for n in g.order() if g.node(n).op is Op.ATTENTION)
+        if s.last_rows_only:
+            reads = {i for n in g.order("post") for i in g.inputs(n) if i is not None}
+            s.post_inputs = sorted({(self._name(i), self.numel(g.node(i).shape[1:])) for i in reads
+                                    if g.node(i).region != "post" and g.node(i).op is not Op.WEIGHT})
         for c in g.carried:
             size = f"sizeof(float) * {self.numel(g.node(c.loop_in).shape)}"
             copier = self.emitter(self.device_of(c.loop_in))

@@ -55,14 +55,24 @@ void llmc_moe_matmul_any(int type, llmc_threads *th, float *y, const void *w, co
  * -fvisibility=hidden, so two artifacts loaded in one process never bind to each other's kernels). */
 #define LLMC_API __attribute__((visibility("default")))
 typedef struct llmc_model llmc_model;
-LLMC_API llmc_model *llmc_model_load(const char *gguf_path, const double *params, int n_params, int n_ctx, int n_batch,
-                            int n_threads, char *err, size_t err_len);
+/* n_seq sequences, each with its own KV cache of n_ctx positions (artifacts whose attention runs on an
+ * accelerator take n_seq 1 only). */
+LLMC_API llmc_model *llmc_model_load(const char *gguf_path, const double *params, int n_params, int n_ctx, int n_seq,
+                                     int n_batch, int n_threads, char *err, size_t err_len);
+/* One sequence (0): n_tokens tokens at positions pos..; logits of every token or of the last. */
 LLMC_API int llmc_forward(llmc_model *m, const int32_t *tokens, int n_tokens, int pos, float *logits, int all_logits,
                  char *err, size_t err_len);
+/* A batch of n_tokens tokens, token t of sequence in_seq[t] at position in_pos[t]; writes the logits of the
+ * n_out rows out_rows (ascending) to logits (n_out, n_vocab). Every step's weights are read once for the
+ * whole batch. */
+LLMC_API int llmc_forward_batch(llmc_model *m, const int32_t *tokens, const int32_t *in_seq, const int32_t *in_pos,
+                                int n_tokens, const int32_t *out_rows, int n_out, float *logits, char *err,
+                                size_t err_len);
 LLMC_API void llmc_model_free(llmc_model *m);
 LLMC_API int llmc_model_n_params(void);
 LLMC_API int llmc_model_n_vocab(const llmc_model *m);
 LLMC_API int llmc_model_n_ctx(const llmc_model *m);
+LLMC_API int llmc_model_n_seq(const llmc_model *m);
 LLMC_API size_t llmc_model_arena_bytes(const llmc_model *m);
 
 #endif

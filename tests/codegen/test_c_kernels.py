@@ -282,35 +282,45 @@ def test_rope(lib, mode, yarn, head_dim, dims_cut, n_heads, n_tokens, base, seed
 
 @settings(max_examples=60, deadline=None)
 @given(n_head_kv=st.integers(1, 3), group=st.sampled_from([1, 2, 4]), head_dim=st.sampled_from([4, 16, 64]),
-       pos=st.integers(0, 40), n_tokens=st.integers(1, 8), window=st.sampled_from([0, 0, 1, 5, 16]),
+       n_tokens=st.lists(st.integers(0, 4), min_size=1, max_size=3).filter(any),
+       starts=st.lists(st.integers(0, 40), min_size=3, max_size=3), window=st.sampled_from([0, 0, 1, 5, 16]),
        use_sinks=st.booleans(), seed=seeds())
-def test_attention(lib, n_head_kv, group, head_dim, pos, n_tokens, window, use_sinks, seed):
+def test_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, seed):
+    """A batch of tokens from several sequences (n_tokens[s] of sequence s from position starts[s]), in
+    shuffled order: each attends to its own sequence's cache only."""
     rng = np.random.default_rng(seed)
-    n_head = n_head_kv * group
-    n_ctx = pos + n_tokens + int(rng.integers(0, 4))
-    q = rng.standard_normal((n_tokens, n_head, head_dim)).astype(f32)
-    k_new, v_new = rng.standard_normal((2, n_tokens, n_head_kv, head_dim)).astype(f32)
-    # earlier steps' keys and values are already in the cache; rows past the step hold junk
-    k_cache = rng.standard_normal((n_ctx, n_head_kv, head_dim)).astype(np.float16)
-    v_cache = rng.standard_normal((n_ctx, n_head_kv, head_dim)).astype(np.float16)
+    n_head, n_seq = n_head_kv * group, len(n_tokens)
+    n_ctx = max(p + n for p, n in zip(starts, n_tokens)) + int(rng.integers(0, 4))
+    seq = np.array([s for s, n in enumerate(n_tokens) for _ in range(n)], np.int32)
+    positions = np.array([starts[s] + i for s, n in enumerate(n_tokens) for i in range(n)], np.int32)
+    order = rng.permutation(len(seq))
+    seq, positions, T = seq[order], positions[order], len(seq)
+    q = rng.standard_normal((T, n_head, head_dim)).astype(f32)
+    k_new, v_new = rng.standard_normal((2, T, n_head_kv, head_dim)).astype(f32)
+    # earlier steps' keys and values are already in the caches; rows past the step hold junk
+    k_cache = rng.standard_normal((n_seq, n_ctx, n_head_kv, head_dim)).astype(np.float16)
+    v_cache = rng.standard_normal((n_seq, n_ctx, n_head_kv, head_dim)).astype(np.float16)
     sinks = rng.standard_normal(n_head).astype(f32) * 2 if use_sinks else None
     scale = float(1 / np.sqrt(head_dim))
 
     expected_k, expected_v = k_cache.copy(), v_cache.copy()
-    expected_k[pos:pos + n_tokens] = k_new.astype(np.float16)
-    expected_v[pos:pos + n_tokens] = v_new.astype(np.float16)
-    n_kv = pos + n_tokens
-    ref = reference.attention(q, expected_k[:n_kv].astype(f32), expected_v[:n_kv].astype(f32),
-                              pos + np.arange(n_tokens), scale, window, sinks)
+    expected_k[seq, positions] = k_new.astype(np.float16)
+    expected_v[seq, positions] = v_new.astype(np.float16)
+    ref = np.empty((T, n_head * head_dim), f32)
+    for t in range(T):
+        keys = slice(0, positions[t] + 1)
+        ref[t] = reference.attention(q[t:t + 1], expected_k[seq[t], keys].astype(f32),
+                                     expected_v[seq[t], keys].astype(f32), positions[t:t + 1], scale, window,
+                                     sinks)
 
-    out = np.full((n_tokens, n_head * head_dim), np.nan, f32)
+    out = np.full((T, n_head * head_dim), np.nan, f32)
     scratch = np.zeros(attention_scratch_bytes(n_ctx, N_THREADS) // 4, f32)
     lib.call("llmc_attention_f32", lib.pool, out, q, k_new, v_new, k_cache.view(np.uint16),
-             v_cache.view(np.uint16), n_tokens, pos, n_head, n_head_kv, head_dim, n_ctx, scale, window, sinks,
+             v_cache.view(np.uint16), seq, positions, T, n_head, n_head_kv, head_dim, n_ctx, scale, window, sinks,
              scratch)
     np.testing.assert_array_equal(k_cache, expected_k)
     np.testing.assert_array_equal(v_cache, expected_v)
-    assert_close(out, ref, 2e-3, scale=np.abs(expected_v[:n_kv].astype(f32)).max())
+    assert_close(out, ref, 2e-3, scale=np.abs(expected_v.astype(f32)).max())
 
 
 def test_attention_in_place(lib):
@@ -323,8 +333,9 @@ def test_attention_in_place(lib):
     scratch = np.zeros(attention_scratch_bytes(n_ctx, N_THREADS) // 4, f32)
     separate = np.empty((n_tokens, n_head * d), f32)
     in_place = q.copy()
+    seq, positions = np.zeros(n_tokens, np.int32), np.arange(2, 2 + n_tokens, dtype=np.int32)
     for out, q_in, (kc, vc) in ((separate, q, caches[0]), (in_place, in_place, caches[1])):
-        lib.call("llmc_attention_f32", lib.pool, out, q_in, k_new, v_new, kc, vc, n_tokens, 2, n_head,
+        lib.call("llmc_attention_f32", lib.pool, out, q_in, k_new, v_new, kc, vc, seq, positions, n_tokens, n_head,
                  n_head_kv, d, n_ctx, 0.25, 0, None, scratch)
     np.testing.assert_array_equal(in_place.reshape(separate.shape), separate)
 
