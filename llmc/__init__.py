@@ -32,11 +32,15 @@ def arch_path(name_or_path: str) -> str:
                     f"{', '.join(sorted(f[:-5] for f in os.listdir(os.path.dirname(packaged)) if f.endswith('.llmc')))}")
 
 
-def load(arch_or_artifact: str, gguf_path: str, target: str = "reference", n_ctx: int | None = None, **options):
-    """A Model (logits, tokenize, detokenize, generate) for a GGUF file.
+def load(arch_or_artifact: str, gguf_path: str, target: str = "reference", n_ctx: int | None = None,
+         chat_template: str | None = None, **options):
+    """A Model (logits, tokenize, detokenize, generate, chat) for a GGUF file.
 
     arch_or_artifact is an architecture (.llmc file or packaged name) for target="reference", or an
-    artifact directory written by `llmc compile` for a compiled target."""
+    artifact directory written by `llmc compile` for a compiled target. chat_template overrides the file's
+    tokenizer.chat_template: a built-in name (chatml, llama3, gemma) or a template file. Options of a
+    compiled target: n_threads, n_batch, n_seq (sequences with their own KV cache, for the server)."""
+    from llmc.runtime.chat_template import template_for
     from llmc.runtime.gguf_file import GGUFFile
     from llmc.runtime.model import Model
     from llmc.runtime.tokenizer import Tokenizer
@@ -56,4 +60,4 @@ def load(arch_or_artifact: str, gguf_path: str, target: str = "reference", n_ctx
         from llmc.runtime.artifact import load_engine
         artifact = compile_to_temp(arch_path(arch_or_artifact), target, gguf_path=gguf.path)
         engine = load_engine(artifact, gguf, n_ctx=n_ctx, **options)
-    return Model(engine, tokenizer, target)
+    return Model(engine, tokenizer, target, chat_template=template_for(gguf.metadata, chat_template))

@@ -1,4 +1,4 @@
-"""The `llmc` command: compile, run, bench, demo, fetch.
+"""The `llmc` command: compile, run, chat, serve, bench, demo, fetch.
 
 User errors (bad DSL, bad GGUF, unknown target) print one clear message and exit 1, never a traceback.
 """
@@ -64,6 +64,34 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-t", "--threads", type=int)
     r.add_argument("-c", "--ctx", type=int, default=None)
     r.set_defaults(func=cmd_run)
+
+    ch = sub.add_parser("chat", help="talk to a model in the terminal, with its chat template")
+    ch.add_argument("model", help="an artifact directory, or an architecture with --target")
+    ch.add_argument("-m", "--gguf", required=True)
+    ch.add_argument("--target", default="c")
+    ch.add_argument("-s", "--system", help="a system message to start the conversation with")
+    ch.add_argument("-n", "--n-predict", type=int, default=256)
+    ch.add_argument("--temp", type=float, default=0.0)
+    ch.add_argument("--seed", type=int)
+    ch.add_argument("-t", "--threads", type=int)
+    ch.add_argument("-c", "--ctx", type=int, default=2048)
+    ch.add_argument("--chat-template", metavar="NAME_OR_FILE", help="chatml, llama3, gemma or a jinja2 file, "
+                    "for a GGUF without tokenizer.chat_template")
+    ch.set_defaults(func=cmd_chat)
+
+    sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP server with a chat page at /")
+    sv.add_argument("model", help="an artifact directory, or an architecture compiled for --target")
+    sv.add_argument("-m", "--gguf", required=True)
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("-c", "--ctx-size", type=int, default=4096, help="total context, split between the slots")
+    sv.add_argument("-np", "--parallel", type=int, default=1, help="slots: requests served at once")
+    sv.add_argument("-t", "--threads", type=int)
+    sv.add_argument("-b", "--batch-size", type=int, default=256, help="tokens per batched forward at most")
+    sv.add_argument("--target", default="c")
+    sv.add_argument("--chat-template", metavar="NAME_OR_FILE", help="chatml, llama3, gemma or a jinja2 file; "
+                    "overrides the GGUF's tokenizer.chat_template")
+    sv.set_defaults(func=cmd_serve)
 
     b = sub.add_parser("bench", help="prefill and decode tok/s, with llama.cpp on the same file when available")
     b.add_argument("artifact")
@@ -149,6 +177,39 @@ def _stream(model, prompt: str, n: int, **sampling) -> None:
           f"decode: {s.n_generated} tokens, {s.decode_tok_s:.1f} tok/s")
 
 
+def cmd_chat(args) -> int:
+    import llmc
+    model = llmc.load(args.model, args.gguf, target=args.target, n_ctx=args.ctx, chat_template=args.chat_template,
+                      **({"n_threads": args.threads} if args.threads and os.path.isdir(args.model) else {}))
+    if model.chat_template is None:
+        raise LlmcError(f"{args.gguf} has no chat template (tokenizer.chat_template); give --chat-template")
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    print("(an empty line or Ctrl-D ends the chat)", file=sys.stderr)
+    while True:
+        try:
+            text = input("> ")
+        except EOFError:
+            break
+        if not text.strip():
+            break
+        messages.append({"role": "user", "content": text})
+        reply = []
+        for _, piece in model.chat_stream(messages, args.n_predict, temperature=args.temp, seed=args.seed):
+            reply.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        print()
+        messages.append({"role": "assistant", "content": "".join(reply)})
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from llmc import serve
+    serve.run(args.model, args.gguf, host=args.host, port=args.port, n_ctx=args.ctx_size, n_parallel=args.parallel,
+              n_threads=args.threads, n_batch=args.batch_size, target=args.target, chat_template=args.chat_template)
+    return 0
+
+
 def cmd_bench(args) -> int:
     import numpy as np
 
@@ -215,10 +276,9 @@ def cmd_demo(args) -> int:
     result = compile_model(llmc.arch_path("llama"), "c", args.out)
     print(f"compiled archs/llama.llmc for the C target in {result.seconds:.1f} s -> {result.out_dir}\n")
     model = llmc.load(args.out, gguf, n_ctx=512)
-    chat = f"<|im_start|>user\n{args.prompt}<|im_end|>\n<|im_start|>assistant\n"
-    ids = model.tokenize(chat)
     sys.stdout.write(args.prompt + "\n\n")
-    for _, piece in model.stream(ids, args.n_predict):
+    # asked as a chat: the Instruct model's own template (tokenizer.chat_template) frames the question
+    for _, piece in model.chat_stream([{"role": "user", "content": args.prompt}], args.n_predict):
         sys.stdout.write(piece)
         sys.stdout.flush()
     s = model.stats

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from .chat_template import ChatTemplate, ChatTemplateError
 from .sampling import Sampler
 from .tokenizer import Tokenizer
 
@@ -47,6 +48,7 @@ class Model:
     tokenizer: Tokenizer
     target: str
     stats: GenerationStats = field(default_factory=GenerationStats)
+    chat_template: ChatTemplate | None = None
 
     @property
     def n_ctx(self) -> int:
@@ -69,14 +71,14 @@ class Model:
 
     def stream(self, prompt: str | Sequence[int], max_tokens: int = 64, temperature: float = 0.0,
                top_k: int = 40, top_p: float = 0.95, seed: int | None = None,
-               stop_at_eos: bool = True) -> Iterator[tuple[int, str]]:
+               stop_at_eos: bool = True, min_p: float = 0.0) -> Iterator[tuple[int, str]]:
         """Yield (token id, text piece) as each token is generated; stats are in self.stats."""
         ids = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
         if not ids:
             raise ValueError("the prompt is empty")
         if len(ids) + max_tokens > self.n_ctx:
             raise ValueError(f"prompt ({len(ids)} tokens) + {max_tokens} new tokens exceed n_ctx = {self.n_ctx}")
-        sampler = Sampler(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        sampler = Sampler(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, min_p=min_p)
         decoder = self.tokenizer.stream_decoder()
         self.stats = stats = GenerationStats(n_prompt=len(ids))
         self.engine.reset()
@@ -104,3 +106,20 @@ class Model:
 
     def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 64, **kw) -> list[int]:
         return [t for t, _ in self.stream(prompt, max_tokens, **kw) if t >= 0]
+
+    def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> list[int]:
+        """Prompt tokens of a conversation ([{"role", "content"}, ...]) rendered by the chat template, ready
+        for the assistant's reply."""
+        if self.chat_template is None:
+            raise ChatTemplateError("this model's GGUF file has no tokenizer.chat_template; give one "
+                                    "(llmc.load(..., chat_template='chatml' or a template file))")
+        return self.tokenize(self.chat_template.render(messages))
+
+    def chat_stream(self, messages: Sequence[dict[str, Any]], max_tokens: int = 256, **sampling
+                    ) -> Iterator[tuple[int, str]]:
+        """The assistant's reply to `messages`, streamed as (token id, text piece)."""
+        return self.stream(self.chat_prompt(messages), max_tokens, **sampling)
+
+    def chat(self, messages: Sequence[dict[str, Any]], max_tokens: int = 256, **sampling) -> str:
+        """The assistant's reply to `messages`, e.g. [{"role": "user", "content": "Hi"}]."""
+        return "".join(piece for _, piece in self.chat_stream(messages, max_tokens, **sampling))
