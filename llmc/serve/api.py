@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -86,6 +87,13 @@ async def models(request: web.Request) -> web.Response:
         "id": state.name, "object": "model", "created": int(time.time()), "owned_by": "llmc",
         "meta": {"n_ctx": m.n_ctx, "n_vocab": m.n_vocab, "n_slots": state.scheduler.engine.n_seq,
                  "target": m.target}}]})
+
+
+async def slots(request: web.Request) -> web.Response:
+    """Each slot: busy or idle, how many requests it has served and how many tokens its KV cache holds."""
+    state = _loaded(request)
+    return web.json_response([{"id": s.index, "busy": s.request is not None, "uses": s.uses,
+                               "n_cached": len(s.cached)} for s in state.scheduler.slots])
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -216,6 +224,7 @@ def make_app(state: State) -> web.Application:
     app["state"] = state
     app.router.add_get("/", page)
     app.router.add_get("/health", health)
+    app.router.add_get("/slots", slots)
     for prefix in ("/v1", ""):                     # llama-server answers both spellings
         app.router.add_get(f"{prefix}/models", models)
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)
@@ -224,9 +233,13 @@ def make_app(state: State) -> web.Application:
 
 
 async def serve(load, name: str, host: str, port: int, ready=None) -> None:
-    """Listen on host:port at once, then load (a function returning (model, engine) in a thread) and serve
-    until cancelled (Ctrl-C). ready(host, port) is called once the model serves."""
+    """Listen on host:port at once, then load (a function returning a Model, run in a thread) and serve
+    until SIGINT (Ctrl-C) or SIGTERM. ready(host, port) is called once the model serves."""
     state = State(name)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
     runner = web.AppRunner(make_app(state), handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -237,7 +250,12 @@ async def serve(load, name: str, host: str, port: int, ready=None) -> None:
         raise LlmcError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     log.info("listening on http://%s:%d (loading the model)", host, port)
     try:
-        model = await asyncio.get_running_loop().run_in_executor(None, load)
+        loading = loop.run_in_executor(None, load)
+        await asyncio.wait([loading, asyncio.ensure_future(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if stopping.is_set():
+            log.info("stopped while loading")
+            return
+        model = loading.result()
         if not hasattr(model.engine, "forward_batch"):
             raise LlmcError(f"llmc serve needs a compiled target (an artifact or --target c); "
                             f"{model.target!r} has no batched forward")
@@ -245,7 +263,8 @@ async def serve(load, name: str, host: str, port: int, ready=None) -> None:
         state.scheduler = Scheduler(model.engine, model.tokenizer)
         if ready:
             ready(host, port)
-        await asyncio.Event().wait()               # until cancelled
+        await stopping.wait()
+        log.info("shutting down")
     finally:
         if state.scheduler is not None:
             state.scheduler.stop()

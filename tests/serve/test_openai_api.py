@@ -1,0 +1,106 @@
+"""`llmc serve` on SmolLM2 through the official openai client: models, chat (plain and streamed), text
+completions, stop strings, usage, prefix reuse and concurrent chats on 4 slots."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+openai = pytest.importorskip("openai", reason="the openai client is in the test extra: pip install -e '.[test]'")
+
+CONVERSATION = [{"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+                {"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def client(smollm2_server):
+    return openai.OpenAI(base_url=smollm2_server.api, api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def local_model(smollm2_path, llama_artifact):
+    """The same artifact and file through the Python API."""
+    import llmc
+    return llmc.load(llama_artifact, smollm2_path, n_ctx=512, n_threads=2)
+
+
+def test_health_answers_503_while_loading(smollm2_server):
+    seen = [s for s in smollm2_server.statuses if s is not None]
+    assert seen[-1] == 200 and 503 in seen, seen
+
+
+def test_models(client, smollm2_server):
+    models = client.models.list().data
+    assert [m.id for m in models] == ["SmolLM2-135M-Instruct.Q4_1.gguf"]
+
+
+def test_chat_plain_equals_streamed_at_temperature_0(client, local_model):
+    plain = client.chat.completions.create(model="x", messages=CONVERSATION, temperature=0, max_tokens=24)
+    text = plain.choices[0].message.content
+    assert plain.choices[0].message.role == "assistant"
+    assert "Paris" in text
+    prompt = local_model.chat_prompt(CONVERSATION)
+    assert plain.usage.prompt_tokens == len(prompt)
+    assert 0 < plain.usage.completion_tokens <= 24
+    assert plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
+
+    chunks = list(client.chat.completions.create(model="x", messages=CONVERSATION, temperature=0, max_tokens=24,
+                                                 stream=True, stream_options={"include_usage": True}))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == text
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish == [plain.choices[0].finish_reason]
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+    # the same conversation again: all but the last prompt token come from the slot's KV cache
+    assert chunks[-1].usage.prompt_tokens_details.cached_tokens == len(prompt) - 1
+
+
+def test_reply_matches_model_chat(client, local_model):
+    """The server's greedy reply is the Python API's model.chat() on the same artifact."""
+    want = local_model.chat(CONVERSATION, max_tokens=16)
+    got = client.chat.completions.create(model="x", messages=CONVERSATION, temperature=0, max_tokens=16)
+    assert got.choices[0].message.content == want
+
+
+def test_max_tokens_gives_length(client):
+    r = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Tell me a long story."}],
+                                       temperature=0, max_tokens=5)
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 5
+
+
+def test_completion_and_stop_string(client):
+    r = client.completions.create(model="x", prompt="The capital of France is", temperature=0, max_tokens=16)
+    full = r.choices[0].text
+    assert "Paris" in full
+    cut = full.index("Paris")
+    stopped = client.completions.create(model="x", prompt="The capital of France is", temperature=0,
+                                        max_tokens=16, stop=["Paris"])
+    assert stopped.choices[0].text == full[:cut] and stopped.choices[0].finish_reason == "stop"
+    streamed = client.completions.create(model="x", prompt="The capital of France is", temperature=0,
+                                         max_tokens=16, stop=["Paris"], stream=True)
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == full[:cut]
+
+
+def test_seed_makes_sampling_repeatable(client):
+    def ask(seed):
+        return client.completions.create(model="x", prompt="Once upon a time", temperature=1.0, top_p=1.0,
+                                         max_tokens=12, seed=seed, extra_body={"top_k": 0, "min_p": 0}
+                                         ).choices[0].text
+    a, b, c = ask(7), ask(7), ask(8)
+    assert a == b and a != c
+
+
+def test_eight_chats_four_at_a_time(client, smollm2_server):
+    """8 different chats, 4 concurrent, on 4 slots: all finish, each the same as when asked alone."""
+    questions = [f"Name {i} fruits." for i in range(1, 9)]
+
+    def ask(q):
+        r = client.chat.completions.create(model="x", messages=[{"role": "user", "content": q}], temperature=0,
+                                           max_tokens=20)
+        return r.choices[0].message.content, r.choices[0].finish_reason
+
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(ask, questions))
+    alone = [ask(q) for q in questions[:2]]
+    assert all(reason in ("stop", "length") and text for text, reason in together)
+    assert together[:2] == alone
