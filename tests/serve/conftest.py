@@ -92,7 +92,7 @@ def qwen2_artifact(tmp_path_factory) -> str:
     return str(out)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def smollm2_server(llama_artifact, smollm2_path, tmp_path_factory):
     """SmolLM2 with 4 slots of 1024 tokens."""
     server = start(llama_artifact, smollm2_path, tmp_path_factory.mktemp("log"), "-np", "4", "-c", "4096")
