@@ -96,19 +96,29 @@ async def slots(request: web.Request) -> web.Response:
                                "n_cached": len(s.cached)} for s in state.scheduler.slots])
 
 
+def _render(state: State, messages: list[dict]) -> str:
+    if state.model.chat_template is None:
+        raise rq.bad("this model's GGUF file has no chat template (tokenizer.chat_template); start the server "
+                     "with --chat-template NAME_OR_FILE, or use /v1/completions")
+    try:
+        return state.model.chat_template.render(messages)
+    except ChatTemplateError as exc:
+        raise rq.bad(str(exc)) from None
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = _loaded(request)
     body = await _body(request)
     messages = rq.messages(body)
     gen = rq.generation(body)
-    if state.model.chat_template is None:
-        raise rq.bad("this model's GGUF file has no chat template (tokenizer.chat_template); start the server "
-                     "with --chat-template NAME_OR_FILE, or use /v1/completions")
-    try:
-        prompt = state.model.chat_prompt(messages)
-    except ChatTemplateError as exc:
-        raise rq.bad(str(exc)) from None
+    prompt = state.model.tokenize(_render(state, messages))
     return await _generate(request, state, prompt, gen, chat=True)
+
+
+async def apply_template(request: web.Request) -> web.Response:
+    """The prompt text a chat request's messages become (as llama-server's /apply-template)."""
+    state = _loaded(request)
+    return web.json_response({"prompt": _render(state, rq.messages(await _body(request)))})
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
@@ -225,6 +235,7 @@ def make_app(state: State) -> web.Application:
     app.router.add_get("/", page)
     app.router.add_get("/health", health)
     app.router.add_get("/slots", slots)
+    app.router.add_post("/apply-template", apply_template)
     for prefix in ("/v1", ""):                     # llama-server answers both spellings
         app.router.add_get(f"{prefix}/models", models)
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)

@@ -119,3 +119,10 @@ def test_generic_adreno_artifact_refuses_other_types_at_load(qwen2_q8_path, tmp_
     _compile("qwen2", "adreno", str(tmp_path))
     with pytest.raises(llmc.LlmcError, match=r"type Q8_0, which (embed|matmul) on .* does not take: .*llama-quantize --pure"):
         llmc.load(str(tmp_path), qwen2_q8_path, n_ctx=32)
+
+
+def test_opencl_artifact_refuses_more_than_one_sequence(smollm2_opencl, smollm2_path):
+    """The batched multi-sequence forward (llmc serve -np N) is C-target only: attention on the device keeps
+    one KV cache, so the artifact says so at load."""
+    with pytest.raises(llmc.LlmcError, match="attention on an accelerator, which keeps one sequence"):
+        llmc.load(smollm2_opencl, smollm2_path, n_ctx=64, n_seq=2)

@@ -66,3 +66,13 @@ def test_temperature_sharpens():
 def test_bad_settings_raise(kwargs):
     with pytest.raises(ValueError):
         Sampler(**kwargs)
+
+
+def test_min_p_keeps_tokens_at_least_min_p_times_the_best():
+    logits = np.log(np.array([0.5, 0.3, 0.12, 0.08]))
+    ids, _ = Sampler(temperature=1.0, top_k=0, top_p=1.0, min_p=0.2).candidates(logits)
+    assert list(ids) == [0, 1, 2]                 # 0.08 < 0.2 * 0.5 <= 0.12
+    ids, _ = Sampler(temperature=1.0, top_k=0, top_p=1.0, min_p=1.0).candidates(logits)
+    assert list(ids) == [0]
+    with pytest.raises(ValueError, match="min_p"):
+        Sampler(min_p=1.5)
