@@ -142,7 +142,8 @@ async def _generate(request: web.Request, state: State, prompt: list[int], gen: 
     if len(prompt) >= n_ctx:
         raise rq.ApiError(400, f"the prompt has {len(prompt)} tokens; the context holds {n_ctx} (-c) and needs "
                                "room for the reply", "exceed_context_size_error")
-    job = Request(prompt, gen.max_tokens or n_ctx, gen.sampler(), gen.stop, asyncio.get_running_loop())
+    job = Request(prompt, gen.max_tokens or n_ctx, gen.sampler(), gen.stop, asyncio.get_running_loop(),
+                  ignore_eos=gen.ignore_eos)
     reply = _Reply(state.name, chat)
     state.scheduler.submit(job)
     done = False

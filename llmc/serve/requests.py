@@ -34,6 +34,7 @@ class Generation:
     stream: bool
     include_usage: bool
     sampling: dict[str, Any] = field(default_factory=dict)
+    ignore_eos: bool = False      # llama-server's extension: end-of-generation tokens are never sampled
 
     def sampler(self) -> Sampler:
         return Sampler(**self.sampling)
@@ -99,7 +100,8 @@ def generation(body: dict) -> Generation:
                 "top_p": max(top_p, 1e-9),            # 0 keeps the most likely token only
                 "min_p": _number(body, "min_p", 0.0, 1.0),
                 "seed": seed if seed is not None and seed >= 0 else None}   # -1: random, as llama-server
-    return Generation(max_tokens, stop, stream, include_usage, sampling)
+    return Generation(max_tokens, stop, stream, include_usage, sampling,
+                      _boolean(body.get("ignore_eos"), "ignore_eos"))
 
 
 def messages(body: dict) -> list[dict[str, str]]:

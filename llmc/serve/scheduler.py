@@ -34,6 +34,7 @@ class Request:
     sampler: Sampler
     stop: list[str]
     loop: asyncio.AbstractEventLoop
+    ignore_eos: bool = False     # never sample an end-of-generation token
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False      # set by the HTTP side when the client goes away
     n_generated: int = 0
@@ -185,6 +186,8 @@ class Scheduler:
 
     def _sample(self, slot: Slot, logits: np.ndarray) -> None:
         request = slot.request
+        if request.ignore_eos:
+            logits[list(self.tokenizer.eog_ids)] = -np.inf
         token = request.sampler.sample(logits)
         if token in self.tokenizer.eog_ids:
             return self._finish(slot, "stop")

@@ -1,0 +1,53 @@
+"""Talk to a running `llmc serve` with the official openai package (pip install openai).
+
+    llmc compile llama --target c -o build/llama-c
+    llmc serve build/llama-c -m "$(llmc fetch)" -np 4 &
+    python examples/openai_client.py --base-url http://127.0.0.1:8080/v1
+
+It lists the model, asks one question plainly and once streamed, continues the conversation (the server
+re-uses the slot's cached KV for the turns it has seen), and runs a text completion with a stop string.
+"""
+from __future__ import annotations
+
+import argparse
+
+from openai import OpenAI
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", default="http://127.0.0.1:8080/v1")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+    client = OpenAI(base_url=args.base_url, api_key="not-needed")   # llmc serve checks no key
+
+    model = client.models.list().data[0].id
+    print(f"model: {model}\n")
+
+    messages = [{"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+                {"role": "user", "content": "What is the capital of France?"}]
+    reply = client.chat.completions.create(model=model, messages=messages, temperature=0,
+                                           max_tokens=args.max_tokens)
+    answer = reply.choices[0].message.content
+    print(f"plain:    {answer!r} ({reply.choices[0].finish_reason}, {reply.usage.prompt_tokens} prompt + "
+          f"{reply.usage.completion_tokens} completion tokens)")
+
+    print("streamed: ", end="", flush=True)
+    for chunk in client.chat.completions.create(model=model, messages=messages, temperature=0,
+                                                max_tokens=args.max_tokens, stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
+            print(chunk.choices[0].delta.content, end="", flush=True)
+    print()
+
+    messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And of Italy?"}]
+    follow = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=args.max_tokens)
+    cached = follow.usage.prompt_tokens_details.cached_tokens if follow.usage.prompt_tokens_details else 0
+    print(f"follow-up: {follow.choices[0].message.content!r} ({cached} of {follow.usage.prompt_tokens} prompt "
+          "tokens from the cache)")
+
+    text = client.completions.create(model=model, prompt="1, 2, 3, 4,", max_tokens=32, temperature=0, stop=["8"])
+    print(f"completion with stop '8': {text.choices[0].text!r} ({text.choices[0].finish_reason})")
+
+
+if __name__ == "__main__":
+    main()
