@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile an architecture into an artifact directory")
     c.add_argument("arch", help="an archs/*.llmc file or a packaged name (llama, qwen2, gpt_oss)")
     c.add_argument("--target", default="c")
-    c.add_argument("-o", "--out", required=True, help="artifact directory to write")
+    c.add_argument("-o", "--out", help="artifact directory to write (default: ARCH-TARGET here, "
+                   "named after the arch file and the target)")
     c.add_argument("--specialize", metavar="GGUF", help="bake this file's dims and weight types in as constants")
     c.add_argument("--dump-ir", metavar="DIR", help="write the graph after every pass into DIR")
     c.add_argument("--gguf", metavar="FILE", help="place by this file's weight types and fit it to memory "
@@ -119,6 +120,12 @@ def _smollm2() -> str:
     return smollm2(quiet=False)
 
 
+def default_out_dir(arch: str, target: str) -> str:
+    """`archs/qwen2.llmc --target ascend310b` -> ./qwen2-ascend310b (the artifact's name says what it is)."""
+    stem = os.path.splitext(os.path.basename(arch.rstrip(os.sep)))[0]
+    return f"{stem}-{target}"
+
+
 def cmd_compile(args) -> int:
     from llmc import arch_path
     from llmc.compiler.devices import get_profile, parse_size
@@ -127,6 +134,8 @@ def cmd_compile(args) -> int:
     for item in args.device_memory:
         device, _, size = item.rpartition("=")
         memory[device or get_profile(args.target).name] = parse_size(size, "--device-memory")
+    if args.out is None:
+        args.out = default_out_dir(args.arch, args.target)
     result = compile_model(arch_path(args.arch), args.target, args.out, args.specialize, args.dump_ir,
                            gguf=args.gguf, device_memory=memory)
     g = result.graph
