@@ -7,6 +7,7 @@
 It lists the model, asks one question plainly and once streamed, continues the conversation (the server
 re-uses the slot's cached KV for the turns it has seen), and runs a text completion with a stop string.
 """
+# needs: a running `llmc serve`
 from __future__ import annotations
 
 import argparse

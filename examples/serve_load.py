@@ -6,6 +6,7 @@ C at a time, each asking for a fixed number of tokens; prints completion tok/s o
 Needs aiohttp (a dependency of llmc). Every chat asks a different question, greedy, with ignore_eos (both
 servers take it) so that every chat generates exactly --max-tokens tokens; tok/s counts the completion
 tokens each server reports in usage."""
+# needs: a running `llmc serve`
 from __future__ import annotations
 
 import argparse

@@ -104,3 +104,17 @@ def test_eight_chats_four_at_a_time(client, smollm2_server):
     alone = [ask(q) for q in questions[:2]]
     assert all(reason in ("stop", "length") and text for text, reason in together)
     assert together[:2] == alone
+
+
+@pytest.mark.parametrize("example, args", [("openai_client.py", ["--max-tokens", "16"]),
+                                           ("serve_load.py", ["--chats", "4", "--max-tokens", "8"])])
+def test_example_against_the_server(smollm2_server, example, args):
+    """The examples that need a running server (`# needs: a running llmc serve`) run against this one."""
+    import os
+    import subprocess
+    import sys
+    from tests.serve.conftest import ROOT
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", example), "--base-url", smollm2_server.api,
+                           *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert ("streamed:" in done.stdout) if example == "openai_client.py" else ("tok/s" in done.stdout)
