@@ -46,3 +46,26 @@ def test_310p_partition_is_generated_as_c_and_says_why(qwen2_q8_path, tmp_path):
     result = compile_model(os.path.join(ARCHS, "qwen2.llmc"), "ascend310p", str(tmp_path), gguf=qwen2_q8_path)
     assert "DataCopyPad" in result.manifest["codegen"]["stand_in"]
     assert "generated C stands in for ascendc" in result.report
+
+
+def test_310b_batches_sequences(qwen2_q8_path, tmp_path):
+    """Attention runs on the CPU in Ascend partitions (no AscendC attention kernel yet), so the artifact
+    takes a batch of several sequences (llmc serve -np N): each gets the logits it gets alone."""
+    import numpy as np
+    from llmc.runtime.artifact import CEngine
+    from llmc.runtime.gguf_file import GGUFFile
+    compile_model(os.path.join(ARCHS, "qwen2.llmc"), "ascend310b", str(tmp_path), gguf=qwen2_q8_path)
+    gguf = GGUFFile(qwen2_q8_path)
+    prompts = [fixture_tokens(400, 6, seed=1), fixture_tokens(400, 4, seed=2)]
+    alone = CEngine(str(tmp_path), gguf, n_ctx=32, n_threads=2)
+    want = []
+    for p in prompts:
+        alone.reset()
+        want.append(alone.forward(np.array(p), True))
+    rows = [(s, i) for i in range(6) for s in (0, 1) if i < len(prompts[s])]      # interleaved
+    got = CEngine(str(tmp_path), gguf, n_ctx=32, n_threads=2, n_seq=2).forward_batch(
+        np.array([prompts[s][i] for s, i in rows]), np.array([s for s, _ in rows]),
+        np.array([i for _, i in rows]), np.arange(len(rows)))
+    for s in (0, 1):
+        mine = np.stack([row for row, (seq, _) in zip(got, rows) if seq == s])
+        np.testing.assert_allclose(mine, want[s], rtol=0, atol=1e-4)
