@@ -51,10 +51,10 @@ def _number(body: dict, name: str, lo: float, hi: float) -> float:
     return float(value)
 
 
-def _integer(body: dict, name: str, lo: int, hi: int) -> int | None:
+def _integer(body: dict, name: str, lo: int, hi: int, default: int | None = None) -> int | None:
     value = body.get(name)
     if value is None:
-        return None
+        return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad(f"'{name}' must be an integer, got {type(value).__name__}")
     if not lo <= value <= hi:
@@ -96,7 +96,7 @@ def generation(body: dict) -> Generation:
     seed = _integer(body, "seed", -2**63, 2**64 - 1)
     top_p = _number(body, "top_p", 0.0, 1.0)
     sampling = {"temperature": _number(body, "temperature", 0.0, 2.0),
-                "top_k": _integer(body, "top_k", 0, INT32_MAX) if body.get("top_k") is not None else DEFAULTS["top_k"],
+                "top_k": _integer(body, "top_k", 0, INT32_MAX, DEFAULTS["top_k"]),
                 "top_p": max(top_p, 1e-9),            # 0 keeps the most likely token only
                 "min_p": _number(body, "min_p", 0.0, 1.0),
                 "seed": seed if seed is not None and seed >= 0 else None}   # -1: random, as llama-server
@@ -126,7 +126,7 @@ def messages(body: dict) -> list[dict[str, str]]:
             content = "".join(parts)
         elif not isinstance(content, str):
             raise bad(f"messages[{i}].content must be a string or a list of text parts")
-        out.append({**{k: v for k, v in m.items() if isinstance(k, str)}, "role": m["role"], "content": content})
+        out.append({**m, "content": content})      # other keys (name, tool_calls, ...) reach the template
     return out
 
 
