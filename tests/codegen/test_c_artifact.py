@@ -53,6 +53,26 @@ def test_second_compile_comes_from_the_build_cache(tmp_path):
     assert manifest["arch"] == "qwen2" and manifest["memory_plan"]["slots"]
 
 
+def test_a_new_arch_compiles_only_its_schedule(tmp_path, monkeypatch, llama_f32_path):
+    """Kernel and runtime objects come from the per-unit cache; only the new model.c is compiled."""
+    from llmc.codegen.c import build
+    compile_model(os.path.join(ARCHS, "llama.llmc"), "c", str(tmp_path / "warm"))      # kernels cached
+    arch = tmp_path / f"llama_{os.getpid()}_{tmp_path.name}.llmc"   # a name no cache has seen: model.c differs
+    shutil.copy(os.path.join(ARCHS, "llama.llmc"), arch)
+    compiled = []
+    run_parallel = build._run_parallel
+
+    def recording(commands, outputs):
+        compiled.extend(os.path.basename(c[c.index("-c") + 1]) for c in commands if "-c" in c)
+        run_parallel(commands, outputs)
+
+    monkeypatch.setattr(build, "_run_parallel", recording)
+    result = compile_model(str(arch), "c", str(tmp_path / "new"))
+    assert not result.cached and compiled == ["model.c"]
+    model = llmc.load(str(tmp_path / "new"), llama_f32_path, n_ctx=32)
+    assert model.logits([1, 2, 3]).shape == (3, model.n_vocab)
+
+
 def _load_in_subprocess(artifact, gguf):
     code = ("import sys, llmc\n"
             "try:\n"
