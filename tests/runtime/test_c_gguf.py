@@ -395,6 +395,46 @@ def test_gguf_writer_file_matches_python_reader(lib, tmp_path):
     compare_with_python_reader(lib, path)
 
 
+def header_matches_python_reader(lib, path: Path) -> dict:
+    """Python's loader reads metadata and tensor table through the C reader (read_header): the same values,
+    with the same Python types, as the gguf package gives. Returns the header's metadata."""
+    from llmc.runtime.gguf_file import GGUFFile, read_header
+
+    header = read_header(path, *lib)
+    py = GGUFFile(path)
+    assert header.tensors == py.tensors and header.arch == py.arch
+    assert list(header.metadata) == list(py.metadata)
+    for key, want in py.metadata.items():
+        got = header.metadata[key]
+        if key == "test.nested":       # the gguf package flattens nested arrays; the C reader keeps them
+            continue
+        assert got == want and type(got) is type(want), key
+        if isinstance(want, list):
+            assert [type(v) for v in got] == [type(v) for v in want], key
+    return header.metadata
+
+
+def test_header_reader_matches_python_reader(lib, tmp_path, smollm2):
+    metadata = header_matches_python_reader(lib, write(tmp_path, "base.gguf", build(base_kvs(), base_tensors()).data))
+    assert metadata["test.nested"] == [[1, 2], [-1]] and metadata["test.huge"] == 2**64 - 1
+    small_writer_file(tmp_path / "writer.gguf")
+    header_matches_python_reader(lib, tmp_path / "writer.gguf")
+    assert len(header_matches_python_reader(lib, smollm2)["tokenizer.ggml.tokens"]) == 49152
+
+
+def test_header_reader_errors_are_the_c_readers(lib, tmp_path):
+    from llmc.runtime.gguf_file import GGUFError, read_header
+
+    data, expected = CORRUPT_CASES["string_in_array_past_end"]()
+    path = write(tmp_path, "bad.gguf", data)
+    with pytest.raises(GGUFError) as info:
+        read_header(path, *lib)
+    assert str(info.value).startswith(f"{path}: ") and all(fragment in str(info.value) for fragment in expected)
+    bad_utf8 = write(tmp_path, "utf8.gguf", _with_kv("test.text", STRING, gstr(b"\xff\xfe")).data)
+    with pytest.raises(GGUFError, match="metadata key 'test.text' holds a string that is not UTF-8"):
+        read_header(bad_utf8, *lib)
+
+
 def test_type_tables(lib):
     _, clib = lib
     expected = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20),
