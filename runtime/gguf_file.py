@@ -168,13 +168,25 @@ def read_header(path: str | os.PathLike, ffi, lib) -> GGUFHeader:
 
 
 def _string_array(ffi, lib, g, index: int, raw: bytes) -> list[str]:
-    """A string array in bulk: the reader gives each string's span, numpy turns them into slices."""
+    """A string array in bulk. The reader gives each string's span; numpy keeps the strings and the last
+    byte of each length prefix, set to NUL as a separator; one decode and one split make the list. Strict
+    UTF-8 over the whole equals strict UTF-8 per string, since NUL is a character of its own. Strings that
+    themselves hold NUL are decoded one by one."""
     count = struct.unpack_from("<Q", raw, 4)[0]
-    starts, lens = np.empty(count, np.uint64), np.empty(count, np.uint64)
+    if count == 0:
+        return []
+    starts, lens = np.empty(count, np.int64), np.empty(count, np.int64)
     lib.llmc_gguf_string_array_spans(g, index, count, ffi.cast("uint64_t *", starts.ctypes.data),
                                      ffi.cast("uint64_t *", lens.ctypes.data))
-    ends = (starts + lens).tolist()
-    return [raw[a:b].decode("utf-8") for a, b in zip(starts.tolist(), ends)]
+    data = np.frombuffer(raw, np.uint8).copy()
+    edges = np.zeros(len(raw) + 1, np.int8)        # +1 where a kept run starts, -1 where it ends
+    edges[starts - 1] += 1
+    edges[starts + lens] -= 1
+    data[starts - 1] = 0
+    kept = data[np.cumsum(edges[:-1]) > 0]
+    if np.count_nonzero(kept == 0) == count:
+        return kept.tobytes().decode("utf-8").split("\0")[1:]
+    return [raw[a:a + n].decode("utf-8") for a, n in zip(starts.tolist(), lens.tolist())]
 
 
 def _decode_value(vtype: int, raw: bytes, at: int) -> tuple[Any, int]:
