@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from llmc import fetch
 from llmc.ir.errors import LlmcError
 
 from . import kernels, matmul
@@ -50,8 +51,7 @@ def kernel_sources() -> dict[str, str]:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("LLMC_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "llmc"))
-    path = Path(root) / "build"
+    path = Path(fetch.cache_dir()) / "build"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

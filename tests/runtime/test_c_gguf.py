@@ -433,6 +433,24 @@ def test_header_reader_errors_are_the_c_readers(lib, tmp_path):
     bad_utf8 = write(tmp_path, "utf8.gguf", _with_kv("test.text", STRING, gstr(b"\xff\xfe")).data)
     with pytest.raises(GGUFError, match="metadata key 'test.text' holds a string that is not UTF-8"):
         read_header(bad_utf8, *lib)
+    # "é" cut between two elements is valid UTF-8 only when the strings are joined: still an error
+    split = struct.pack("<IQ", STRING, 2) + gstr(b"\xc3") + gstr(b"\xa9")
+    with pytest.raises(GGUFError, match="metadata key .test.split. holds a string that is not UTF-8"):
+        read_header(write(tmp_path, "split.gguf", _with_kv("test.split", ARRAY, split).data), *lib)
+
+
+def test_header_reader_string_arrays_in_bulk(lib, tmp_path):
+    """The bulk path (one decode, NUL separators) and its fallback for strings holding NUL."""
+    from llmc.runtime.gguf_file import read_header
+
+    words = ["", "a", "Ġthe", "é中🦙", "", "x y"]
+    kvs = [("general.architecture", STRING, gstr("llama")),
+           ("test.words", ARRAY, struct.pack("<IQ", STRING, len(words)) + b"".join(gstr(w) for w in words)),
+           ("test.nul", ARRAY, struct.pack("<IQ", STRING, 3) + gstr("a\0b") + gstr("\0") + gstr("c")),
+           ("test.none", ARRAY, struct.pack("<IQ", STRING, 0))]
+    metadata = read_header(write(tmp_path, "words.gguf", build(kvs, []).data), *lib).metadata
+    assert metadata["test.words"] == words
+    assert metadata["test.nul"] == ["a\0b", "\0", "c"] and metadata["test.none"] == []
 
 
 def test_type_tables(lib):
