@@ -183,7 +183,7 @@ def _string_array(ffi, lib, g, index: int, raw: bytes) -> list[str]:
     edges[starts - 1] += 1
     edges[starts + lens] -= 1
     data[starts - 1] = 0
-    kept = data[np.cumsum(edges[:-1]) > 0]
+    kept = data[np.cumsum(edges[:-1], dtype=np.int8).view(bool)]      # runs never overlap: 0 or 1
     if np.count_nonzero(kept == 0) == count:
         return kept.tobytes().decode("utf-8").split("\0")[1:]
     return [raw[a:a + n].decode("utf-8") for a, n in zip(starts.tolist(), lens.tolist())]
