@@ -151,6 +151,20 @@ for path in paths:
                 result["bad"].append(ffi.string(t.name).decode(errors="replace"))
             if t.nbytes:
                 data[0] + data[t.nbytes - 1]
+        # Every metadata value handed out lies in the file: touch its ends; string arrays give their spans.
+        key, key_len, vtype = ffi.new("const char **"), ffi.new("size_t *"), ffi.new("int *")
+        value, value_len = ffi.new("const void **"), ffi.new("size_t *")
+        for i in range(lib.llmc_gguf_n_kv(g)):
+            lib.llmc_gguf_kv_at(g, i, key, key_len, vtype, value, value_len)
+            raw = ffi.cast("const unsigned char *", value[0])
+            if value_len[0]:
+                raw[0] + raw[value_len[0] - 1]
+            if vtype[0] == 9 and bytes(ffi.buffer(raw, 4)) == b"\x08\0\0\0":
+                count = ffi.cast("const uint64_t *", raw + 4)[0]
+                starts, lens = ffi.new("uint64_t[]", count), ffi.new("uint64_t[]", count)
+                lib.llmc_gguf_string_array_spans(g, i, count, starts, lens)
+                if count and starts[count - 1] + lens[count - 1] != value_len[0]:
+                    result["bad"].append(ffi.unpack(key[0], key_len[0]).decode(errors="replace"))
         for key in (b"general.alignment", b"general.architecture", b"general.name"):
             lib.llmc_gguf_get_i64(g, key, ffi.new("int64_t *"))
             lib.llmc_gguf_get_f64(g, key, ffi.new("double *"))
