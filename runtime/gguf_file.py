@@ -4,7 +4,7 @@ Two readers give the same `metadata` and `tensors`:
 
 - `read_header(path, ffi, lib)`: the C runtime's checked reader (runtime/c/llmc_gguf.c) inside a compiled
   artifact. The load path of a compiled model uses it: one bounds-checked parse in C, the vocabulary
-  copied out in bulk (a few milliseconds for 262k tokens), no tensor data touched.
+  copied out in bulk (tens of milliseconds for 262k tokens and as many merges), no tensor data touched.
 - `GGUFFile(path)`: a thin layer over the `gguf` package's reader, for the reference target and the
   compiler, which also need dequantized weights. It adds errors that name the file, tensor and byte
   offset; ggml type names; and numpy-order shapes (GGUF `ne` is reversed).
