@@ -138,3 +138,25 @@ def test_wrong_shape_is_rejected_by_the_c_runtime(qwen2_generic, tmp_path):
     proc = _load_in_subprocess(qwen2_generic, str(bad))
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "blk.0.ffn_gate.weight" in proc.stdout and "512" in proc.stdout
+
+
+def test_kv_cache_becomes_resident_only_where_used(tmp_path, smollm2_path):
+    """A 16k-token KV cache (377 MB for SmolLM2) costs resident memory only for the positions written."""
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("resident memory is read from /proc/self/status (Linux)")
+    art = tmp_path / "llama"
+    compile_model(os.path.join(ARCHS, "llama.llmc"), "c", str(art))
+    code = ("import sys, llmc\n"
+            "def rss():\n"
+            "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')) << 10\n"
+            "before = rss()\n"
+            "model = llmc.load(sys.argv[1], sys.argv[2], n_ctx=16384, n_threads=1)\n"
+            "loaded = rss()\n"
+            "model.logits(list(range(1, 9)))\n"
+            "print(loaded - before, rss() - before)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(art), smollm2_path], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded, used = map(int, proc.stdout.split())
+    kv_bytes = 30 * 16384 * 3 * 64 * 2 * 2          # layers x positions x kv heads x head dim x f16 x (K, V)
+    assert loaded < kv_bytes / 4 and used < kv_bytes / 2, (loaded, used, kv_bytes)
