@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def test_a_new_arch_compiles_only_its_schedule(tmp_path, monkeypatch, llama_f32_
     """Kernel and runtime objects come from the per-unit cache; only the new model.c is compiled."""
     from llmc.codegen.c import build
     compile_model(os.path.join(ARCHS, "llama.llmc"), "c", str(tmp_path / "warm"))      # kernels cached
-    arch = tmp_path / f"llama_{os.getpid()}_{tmp_path.name}.llmc"   # a name no cache has seen: model.c differs
+    arch = tmp_path / f"llama_{uuid.uuid4().hex}.llmc"     # a name no cache has seen: model.c differs
     shutil.copy(os.path.join(ARCHS, "llama.llmc"), arch)
     compiled = []
     run_parallel = build._run_parallel
