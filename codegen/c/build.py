@@ -111,6 +111,7 @@ def build(out_dir: Path, hashes: dict[str, str], cc: str | None = None,
     prelude = {unit: _takes_prelude(unit) for unit in units}
     objects = [_object(unit, toolchain, prelude[unit]) for unit in units]
     missing = [(unit, obj) for unit, obj in zip(units, objects) if not obj.exists()]
+    missing.sort(key=lambda pair: -pair[0].stat().st_size)      # longest first: the cores finish together
     forced = ["-include", str(_prelude(cc, toolchain))] if any(prelude[u] for u, _ in missing) else []
     _run_parallel([[*_compiler(unit, cc, cxx), *(forced if prelude[unit] else []), "-I", str(src), "-c", str(unit)]
                    for unit, _ in missing], [obj for _, obj in missing])
