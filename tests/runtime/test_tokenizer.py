@@ -71,8 +71,13 @@ def vocab_files(tmp_path_factory, smollm2_path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tokenizers(vocab_files) -> dict[str, Tokenizer]:
-    return {name: Tokenizer.from_metadata(GGUFFile(path).metadata) for name, path in vocab_files.items()}
+def metadata(vocab_files) -> dict[str, dict]:
+    return {name: GGUFFile(path).metadata for name, path in vocab_files.items()}
+
+
+@pytest.fixture(scope="module")
+def tokenizers(metadata) -> dict[str, Tokenizer]:
+    return {name: Tokenizer.from_metadata(md) for name, md in metadata.items()}
 
 
 @pytest.fixture(scope="module")
@@ -241,10 +246,10 @@ def _hf_bpe(md):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_bpe_merges_like_hf_tokenizers(name, vocab_files, tokenizers):
+def test_bpe_merges_like_hf_tokenizers(name, metadata, tokenizers):
     """Every pre-tokenized piece of the test strings gets the ids HF's BPE model gives it."""
     tok = tokenizers[name]
-    hf = _hf_bpe(GGUFFile(vocab_files[name]).metadata)
+    hf = _hf_bpe(metadata[name])
     pieces = {piece for s in ALL_STRINGS + _fuzz_strings(300, seed=9)
               for fragment in tok._partition(s, False) if isinstance(fragment, str)
               for piece, _ in tok._pre_tokenizer.pre_tokenize_str(fragment)}
