@@ -141,8 +141,8 @@ class Tokenizer:
     """A byte-level BPE tokenizer (tokenizer.ggml.model = "gpt2") that reproduces llama.cpp's ids.
 
     Built from the vocabulary in bulk (dicts built by zip, numpy masks and one numpy lookup; no per-token
-    Python code on a well-formed vocabulary). It keeps one dict of token texts (the BPE's vocabulary) and
-    every token's bytes in one `bytes` blob with an offset table, not a Python object per token."""
+    Python code on a well-formed vocabulary). It keeps the BPE's two dicts (token text -> id, merge -> rank)
+    and every token's bytes in one `bytes` blob with an offset table, not a bytes object per token."""
 
     def __init__(self, tokens: list[str], token_types: Sequence[int], merges: list[str], pre: str,
                  bos_id: int | None = None, eos_id: int | None = None, add_bos: bool = False,
