@@ -8,13 +8,14 @@ value of it directly. Only this module touches raw networkx node attributes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from .errors import SourceLoc
 from .expr import Expr
 from .ops import LEAVES, SPECS, Op, Shape
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 REGIONS = ("pre", "layer", "post")
 
@@ -60,7 +61,7 @@ class Graph:
     layer_count: Expr | None = None
     carried: list[Carry] = field(default_factory=list)
     outputs: dict[str, int] = field(default_factory=dict)
-    g: nx.DiGraph = field(default_factory=nx.DiGraph)
+    g: nx.DiGraph = field(default_factory=lambda: _nx().DiGraph())
     _next_id: int = 0
 
     # ---- building ---------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ class Graph:
 
     def order(self, region: str | None = None) -> list[int]:
         """Topological order, regions in run order, ties broken by id (creation order)."""
-        topo = list(nx.lexicographical_topological_sort(self.g))
+        topo = list(_nx().lexicographical_topological_sort(self.g))
         rank = {r: k for k, r in enumerate(REGIONS)}
         ordered = sorted(topo, key=lambda n: (rank[self.node(n).region], topo.index(n)))
         return [n for n in ordered if region is None or self.node(n).region == region]
@@ -145,13 +146,20 @@ class Graph:
         return "\n".join(lines)
 
 
+def _nx():
+    """networkx, imported on first use: loading a compiled artifact reads params through this module and
+    should not pay networkx's ~0.3 s import."""
+    import networkx
+    return networkx
+
+
 class VerifyError(Exception):
     pass
 
 
 def verify(graph: Graph) -> None:
     """Check the schema; raise VerifyError naming the node. Passes call this after every rewrite."""
-    if not nx.is_directed_acyclic_graph(graph.g):
+    if not _nx().is_directed_acyclic_graph(graph.g):
         raise VerifyError("the graph has a cycle")
     rank = {r: k for k, r in enumerate(REGIONS)}
     for nid in graph.g.nodes:

@@ -45,19 +45,21 @@ def load(arch_or_artifact: str, gguf_path: str, target: str = "reference", n_ctx
     from llmc.runtime.model import Model
     from llmc.runtime.tokenizer import Tokenizer
 
-    gguf = GGUFFile(gguf_path)
-    tokenizer = Tokenizer.from_metadata(gguf.metadata)
     if os.path.isdir(arch_or_artifact):
-        from llmc.runtime.artifact import load_engine
+        from llmc.runtime.artifact import load_engine, read_gguf
+        gguf = read_gguf(arch_or_artifact, gguf_path)      # the artifact's C reader: header only, in bulk
         engine = load_engine(arch_or_artifact, gguf, n_ctx=n_ctx, **options)
         target = engine.target
     elif target == "reference":
         from llmc.compiler.elaborate import load_arch
         from llmc.runtime.reference_engine import ReferenceEngine
+        gguf = GGUFFile(gguf_path)
         engine = ReferenceEngine(load_arch(arch_path(arch_or_artifact)), gguf, n_ctx=n_ctx)
     else:
         from llmc.compiler.driver import compile_to_temp
-        from llmc.runtime.artifact import load_engine
-        artifact = compile_to_temp(arch_path(arch_or_artifact), target, gguf_path=gguf.path)
+        from llmc.runtime.artifact import load_engine, read_gguf
+        artifact = compile_to_temp(arch_path(arch_or_artifact), target, gguf_path=gguf_path)
+        gguf = read_gguf(artifact, gguf_path)
         engine = load_engine(artifact, gguf, n_ctx=n_ctx, **options)
-    return Model(engine, tokenizer, target, chat_template=template_for(gguf.metadata, chat_template))
+    return Model(engine, Tokenizer.from_metadata(gguf.metadata), target,
+                 chat_template=template_for(gguf.metadata, chat_template))

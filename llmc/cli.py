@@ -242,17 +242,25 @@ def cmd_bench(args) -> int:
     ours = {"prefill_tok_s": statistics.median(prefill[1:]), "decode_tok_s": statistics.median(decode[1:])}
     print(f"llmc [{model.target}] {args.threads} threads: prefill {ours['prefill_tok_s']:.1f} tok/s "
           f"({args.prompt_tokens} tokens), decode {ours['decode_tok_s']:.1f} tok/s ({args.gen_tokens} tokens), "
-          f"medians of {args.repeats}")
+          f"medians of {args.repeats}; peak RSS {_peak_rss_mib('self'):.0f} MiB")
     if args.no_llama:
         return 0
     ref = _llama_bench(args)
     if ref is None:
         return 0
     print(f"llama.cpp {args.threads} threads: prefill {ref['prefill_tok_s']:.1f} tok/s, "
-          f"decode {ref['decode_tok_s']:.1f} tok/s")
+          f"decode {ref['decode_tok_s']:.1f} tok/s; peak RSS {_peak_rss_mib('children'):.0f} MiB "
+          f"(its process, Python included)")
     print(f"ratio llmc / llama.cpp: prefill {ours['prefill_tok_s'] / ref['prefill_tok_s']:.2f}x, "
           f"decode {ours['decode_tok_s'] / ref['decode_tok_s']:.2f}x")
     return 0
+
+
+def _peak_rss_mib(who: str) -> float:
+    """Peak resident memory of this process ('self') or of its largest finished child ('children')."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_SELF if who == "self" else resource.RUSAGE_CHILDREN)
+    return usage.ru_maxrss / 1024          # Linux reports KiB
 
 
 def _llama_bench(args) -> dict | None:

@@ -15,10 +15,10 @@ from llmc.ir.bind import bind_params
 from llmc.ir.errors import BindError, LlmcError
 from llmc.ir.graph import param_from_json
 
-from .gguf_file import GGUFFile
+from .gguf_file import GGUF_CDEF, GGUFFile, GGUFHeader, read_header
 
 FORMAT_VERSION = 1
-_CDEF = """
+_CDEF = GGUF_CDEF + """
 typedef struct llmc_model llmc_model;
 llmc_model *llmc_model_load(const char *gguf_path, const double *params, int n_params, int n_ctx, int n_seq,
                             int n_batch, int n_threads, char *err, size_t err_len);
@@ -43,6 +43,16 @@ def _get_ffi():
     return _ffi
 
 
+def _library(artifact_dir: str, manifest: dict):
+    """The artifact's shared library (dlopen of the same path again returns the same handle)."""
+    return _get_ffi().dlopen(os.path.join(os.path.abspath(artifact_dir), manifest["library"]))
+
+
+def read_gguf(artifact_dir: str, gguf_path: str) -> GGUFHeader:
+    """The file's metadata and tensor table, read by the artifact's own C reader."""
+    return read_header(gguf_path, _get_ffi(), _library(artifact_dir, read_manifest(artifact_dir)))
+
+
 def read_manifest(artifact_dir: str) -> dict:
     path = os.path.join(artifact_dir, "manifest.json")
     try:
@@ -61,7 +71,7 @@ class CEngine:
     """A compiled model in a shared library; n_seq sequences, each with its own KV cache inside the C model.
     forward() continues sequence 0; forward_batch() runs tokens of several sequences in one call."""
 
-    def __init__(self, artifact_dir: str, gguf: GGUFFile, n_ctx: int | None = None, n_batch: int = 64,
+    def __init__(self, artifact_dir: str, gguf: GGUFHeader | GGUFFile, n_ctx: int | None = None, n_batch: int = 64,
                  n_threads: int | None = None, n_seq: int = 1):
         manifest = read_manifest(artifact_dir)
         self.target = manifest["target"]
@@ -81,7 +91,7 @@ class CEngine:
         self.n_ctx = int(n_ctx or min(ctx_len, 4096))
         ffi = _get_ffi()
         self._ffi = ffi
-        self._lib = ffi.dlopen(os.path.join(os.path.abspath(artifact_dir), manifest["library"]))
+        self._lib = _library(artifact_dir, manifest)
         err = ffi.new("char[]", 1024)
         threads = n_threads or min(os.cpu_count() or 1, 8)
         model = self._lib.llmc_model_load(gguf.path.encode(), ffi.new("double[]", values), len(values),
@@ -130,5 +140,5 @@ class CEngine:
         return logits
 
 
-def load_engine(artifact_dir: str, gguf: GGUFFile, n_ctx: int | None = None, **options) -> CEngine:
+def load_engine(artifact_dir: str, gguf: GGUFHeader | GGUFFile, n_ctx: int | None = None, **options) -> CEngine:
     return CEngine(artifact_dir, gguf, n_ctx=n_ctx, **options)

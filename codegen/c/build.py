@@ -1,16 +1,38 @@
 """Write a C artifact's sources and build its shared library with the system C compiler.
 
-Builds are cached by a hash of every source and the compiler flags: a second compile of the same input
-copies the cached library instead of running the compiler.
+Two caches, both under LLMC_CACHE/build (default ~/.cache/llmc/build):
+
+- objects: every translation unit (model.c, each kernel file, the runtime's .c files, accelerator .cpp
+  files) is compiled on its own into `obj/<key>.o`, where the key hashes the unit's text, the text of the
+  local headers it includes (transitively), the compiler's identity and flags and the host CPU (flags
+  carry -march=native). Kernels do not depend on the model, so a new architecture compiles only its
+  model.c (and any kernel text no earlier build produced); missing units compile in parallel, one job per
+  core.
+- libraries: the linked library, keyed by every source's hash, the toolchain and the link flags; a repeat
+  compile of the same input copies it and runs no compiler at all.
+
+Most of a kernel unit's compile time is the compiler reading the SIMD intrinsics headers (about 0.2 s
+of a 0.25 s unit on x86 with -march=native). Those system headers are precompiled once per toolchain
+(`pch/<key>/llmc_prelude.h.gch`, gcc's precompiled headers) and given to every C unit with `-include`;
+a unit that defines a feature-test macro before its first #include (llmc_threads.c: _GNU_SOURCE) must
+see the system headers after it and is compiled without. A compiler that cannot use the prelude's
+precompiled form reads it as a plain header: slower, same result.
+
+Files are published with an atomic rename, so concurrent compiles never see a half-written object.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import platform
+import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
+from llmc import fetch
 from llmc.ir.errors import LlmcError
 
 from . import kernels, matmul
@@ -23,6 +45,23 @@ CFLAGS = ["-O3", "-march=native", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-D_D
           "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread"]
 CXXFLAGS = ["-O2", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread"]
 LIBRARY = "libllmc_model.so"
+_INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
+# A feature-test macro (#define _GNU_SOURCE, ...) before the first #include: the unit takes no prelude.
+_FEATURE_MACRO_FIRST = re.compile(r'\A(?:(?!^\s*#\s*include).)*^\s*#\s*define\s+_', re.MULTILINE | re.DOTALL)
+# System headers the generated units include, for the precompiled prelude.
+PRELUDE = """/* System headers of llmc's generated C, precompiled once per toolchain (codegen/c/build.py). */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+"""
 
 
 def kernel_sources() -> dict[str, str]:
@@ -35,8 +74,7 @@ def kernel_sources() -> dict[str, str]:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("LLMC_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "llmc"))
-    path = Path(root) / "build"
+    path = Path(fetch.cache_dir()) / "build"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -57,43 +95,128 @@ def write_sources(out_dir: Path, model_c: str, extra: dict[str, str] | None = No
 def build(out_dir: Path, hashes: dict[str, str], cc: str | None = None,
           link_flags: list[str] | None = None) -> tuple[Path, bool]:
     """Compile out_dir/src/*.c (and *.cpp, from accelerator emitters) into out_dir/LIBRARY; returns
-    (path, whether the cache served it)."""
+    (path, whether the library cache served it). Objects come from the object cache where it has them."""
     cc = cc or os.environ.get("CC", "cc")
     cxx = os.environ.get("CXX", "c++")
     link_flags = list(link_flags or [])
-    key = hashlib.sha256(("\n".join(f"{k} {v}" for k, v in hashes.items())
-                          + " ".join([cc, cxx] + CFLAGS + CXXFLAGS + link_flags)).encode())
-    cached = cache_dir() / f"{key.hexdigest()[:24]}.so"
+    toolchain = _toolchain(cc, cxx)
+    key = _digest("\n".join(f"{k} {v}" for k, v in hashes.items()), toolchain, *link_flags)
+    cached = cache_dir() / f"{key[:24]}.so"
     target = out_dir / LIBRARY
     if cached.exists():
         shutil.copyfile(cached, target)
         return target, True
     src = out_dir / "src"
-    objs = []
-    jobs = []
-    cpp_files = sorted(src.glob("*.cpp"))
-    for c_file in sorted(src.glob("*.c")) + cpp_files:
-        obj = out_dir / "obj" / (c_file.name + ".o")
-        obj.parent.mkdir(exist_ok=True)
-        compiler = [cxx, *CXXFLAGS] if c_file.suffix == ".cpp" else [cc, *CFLAGS]
-        jobs.append(subprocess.Popen([*compiler, "-I", str(src), "-c", str(c_file), "-o", str(obj)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        objs.append(obj)
-        if len(jobs) >= (os.cpu_count() or 2):
-            _wait(jobs.pop(0))
-    for job in jobs:
-        _wait(job)
-    linker = cxx if cpp_files else cc
-    _wait(subprocess.Popen([linker, "-shared", "-pthread", "-o", str(target), *map(str, objs), "-lm", *link_flags],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    shutil.rmtree(out_dir / "obj", ignore_errors=True)
-    tmp = cached.with_suffix(".tmp")
-    shutil.copyfile(target, tmp)
-    os.replace(tmp, cached)
+    units = sorted(src.glob("*.c")) + sorted(src.glob("*.cpp"))
+    prelude = {unit: _takes_prelude(unit) for unit in units}
+    objects = [_object(unit, toolchain, prelude[unit]) for unit in units]
+    missing = [(unit, obj) for unit, obj in zip(units, objects) if not obj.exists()]
+    missing.sort(key=lambda pair: -pair[0].stat().st_size)      # longest first: the cores finish together
+    forced = ["-include", str(_prelude(cc, toolchain))] if any(prelude[u] for u, _ in missing) else []
+    _run_parallel([[*_compiler(unit, cc, cxx), *(forced if prelude[unit] else []), "-I", str(src), "-c", str(unit)]
+                   for unit, _ in missing], [obj for _, obj in missing])
+    linker = cxx if any(u.suffix == ".cpp" for u in units) else cc
+    _run_parallel([[linker, "-shared", "-pthread", *map(str, objects), "-lm", *link_flags]], [cached])
+    shutil.copyfile(cached, target)
     return target, False
 
 
-def _wait(proc: subprocess.Popen) -> None:
-    out, _ = proc.communicate()
-    if proc.returncode != 0 or (out and "warning" in out):
-        raise LlmcError(f"the C compiler failed on generated code (a bug in llmc):\n{' '.join(proc.args)}\n{out}")
+def _compiler(unit: Path, cc: str, cxx: str) -> list[str]:
+    return [cxx, *CXXFLAGS] if unit.suffix == ".cpp" else [cc, *CFLAGS]
+
+
+def _takes_prelude(unit: Path) -> bool:
+    return unit.suffix == ".c" and not _FEATURE_MACRO_FIRST.search(unit.read_text())
+
+
+def _prelude(cc: str, toolchain: str) -> Path:
+    """The prelude header, with its precompiled form beside it when the compiler can make one."""
+    folder = cache_dir() / "pch" / _digest(toolchain, PRELUDE)[:24]
+    header = folder / "llmc_prelude.h"
+    if not header.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(PRELUDE)
+        os.replace(tmp, header)
+    compiled = folder / "llmc_prelude.h.gch"
+    if not compiled.exists() and not (folder / "no-pch").exists():
+        try:
+            _run_parallel([[cc, *CFLAGS, "-x", "c-header", str(header)]], [compiled])
+        except LlmcError:
+            (folder / "no-pch").touch()       # this compiler makes no precompiled header: read it as text
+    return header
+
+
+def _object(unit: Path, toolchain: str, prelude: bool) -> Path:
+    """Where the unit's object lives in the cache: keyed by its text, the local headers it includes and
+    the prelude it was compiled with."""
+    texts = [unit.read_text()]
+    seen: set[str] = set()
+    pending = _INCLUDE.findall(texts[0])
+    while pending:
+        name = pending.pop()
+        header = unit.parent / name
+        if name in seen or not header.is_file():
+            continue                              # a system header: the compiler's identity covers it
+        seen.add(name)
+        text = header.read_text()
+        texts.append(f"{name}\n{text}")
+        pending += _INCLUDE.findall(text)
+    key = _digest(unit.suffix, toolchain, PRELUDE if prelude else "", *sorted(texts[1:]), texts[0])
+    return cache_dir() / "obj" / f"{key}.o"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+@functools.cache
+def _toolchain(cc: str, cxx: str) -> str:
+    """What besides the sources decides an object: the compilers (path and version), the flags, and the
+    host CPU, because -march=native compiles for it."""
+    parts = [" ".join(CFLAGS), " ".join(CXXFLAGS), platform.machine()]
+    for compiler in (cc, cxx):
+        path = shutil.which(compiler)
+        try:
+            version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+        except OSError:
+            version = "missing"                 # reported when it is needed, by the compile itself
+        parts += [compiler, str(path), version]
+    try:
+        with open("/proc/cpuinfo") as f:
+            parts += sorted({line for line in f if line.startswith(("flags", "Features", "model name", "CPU part"))})
+    except OSError:
+        parts.append(platform.processor())
+    return _digest(*parts)
+
+
+def _run_parallel(commands: list[list[str]], outputs: list[Path]) -> None:
+    """Run `command -o tmp` for each output, up to one job per core; each output is published by an atomic
+    rename once its command succeeded."""
+    jobs: list[tuple[subprocess.Popen, Path, Path]] = []
+    try:
+        for command, out in zip(commands, outputs):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
+            os.close(fd)
+            proc = subprocess.Popen([*command, "-o", tmp], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True)
+            jobs.append((proc, Path(tmp), out))
+            if len(jobs) >= (os.cpu_count() or 2):
+                _finish(*jobs.pop(0))
+        while jobs:
+            _finish(*jobs.pop(0))
+    finally:
+        for proc, tmp, _ in jobs:              # only after a failure: stop the rest, drop their output
+            proc.kill()
+            proc.wait()
+            tmp.unlink(missing_ok=True)
+
+
+def _finish(proc: subprocess.Popen, tmp: Path, out: Path) -> None:
+    output, _ = proc.communicate()
+    if proc.returncode != 0 or (output and "warning" in output):
+        tmp.unlink(missing_ok=True)
+        raise LlmcError(f"the C compiler failed on generated code (a bug in llmc):\n{' '.join(proc.args)}\n{output}")
+    os.replace(tmp, out)

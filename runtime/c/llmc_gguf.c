@@ -105,7 +105,7 @@ typedef struct {
     size_t key_len;
     uint32_t type;
     const uint8_t *value;   /* scalar: its bytes; string: its characters; array: its element type */
-    size_t len;             /* string: its length */
+    size_t len;             /* bytes at value: the scalar's size, the string's length, the whole array */
 } kv_entry;
 
 /* Open-addressing hash: slot -> entry index, -1 when empty. */
@@ -224,7 +224,8 @@ static bool read_value(reader *r, uint32_t vt, int depth, kv_entry *kv) {
     if (vt == V_STR)
         return read_string(r, "string", 0, &kv->value, &kv->len);
     if (vt != V_ARR) {
-        kv->value = take(r, scalar_size(vt), VALUE_TYPE_NAMES[vt]);
+        kv->len = scalar_size(vt);
+        kv->value = take(r, kv->len, VALUE_TYPE_NAMES[vt]);
         return kv->value != NULL;
     }
 
@@ -244,13 +245,17 @@ static bool read_value(reader *r, uint32_t vt, int depth, kv_entry *kv) {
         return fail(r, "array of %" PRIu64 " %s elements at byte %zu needs at least %" PRIu64 " bytes each, "
                        "but only %zu bytes remain in the file", count, VALUE_TYPE_NAMES[elem], at,
                     (uint64_t)min_elem, remaining(r));
-    if (elem != V_STR && elem != V_ARR)
-        return take(r, count * min_elem, "array") != NULL;
-    for (uint64_t i = 0; i < count; i++) {
-        kv_entry inner;
-        if (!read_value(r, elem, depth + 1, &inner))
+    if (elem != V_STR && elem != V_ARR) {
+        if (!take(r, count * min_elem, "array"))
             return false;
+    } else {
+        for (uint64_t i = 0; i < count; i++) {
+            kv_entry inner;
+            if (!read_value(r, elem, depth + 1, &inner))
+                return false;
+        }
     }
+    kv->len = r->pos - at;
     return true;
 }
 
@@ -702,5 +707,44 @@ int llmc_gguf_get_str(const llmc_gguf *g, const char *key, const char **out, siz
         return LLMC_GGUF_WRONG_TYPE;
     *out = (const char *)kv->value;
     *len = kv->len;
+    return LLMC_GGUF_OK;
+}
+
+int llmc_gguf_n_kv(const llmc_gguf *g) { return (int)g->n_kv; }
+
+int llmc_gguf_kv_at(const llmc_gguf *g, int i, const char **key, size_t *key_len, int *type, const void **value,
+                    size_t *value_len) {
+    if (i < 0 || (size_t)i >= g->n_kv)
+        return LLMC_GGUF_MISSING;
+    const kv_entry *kv = &g->kvs[i];
+    *key = (const char *)kv->key;
+    *key_len = kv->key_len;
+    *type = (int)kv->type;
+    *value = kv->value;
+    *value_len = kv->len;
+    return LLMC_GGUF_OK;
+}
+
+int llmc_gguf_string_array_spans(const llmc_gguf *g, int i, uint64_t count, uint64_t *starts, uint64_t *lens) {
+    if (i < 0 || (size_t)i >= g->n_kv)
+        return LLMC_GGUF_MISSING;
+    const kv_entry *kv = &g->kvs[i];
+    uint32_t elem;
+    uint64_t n;
+    if (kv->type != V_ARR)
+        return LLMC_GGUF_WRONG_TYPE;
+    memcpy(&elem, kv->value, 4);
+    memcpy(&n, kv->value + 4, 8);
+    if (elem != V_STR || n != count)
+        return LLMC_GGUF_WRONG_TYPE;
+    /* The parser walked these strings and checked each length against the file; walk them again. */
+    size_t at = 12;
+    for (uint64_t j = 0; j < n; j++) {
+        uint64_t len;
+        memcpy(&len, kv->value + at, 8);
+        starts[j] = at + 8;
+        lens[j] = len;
+        at += 8 + (size_t)len;
+    }
     return LLMC_GGUF_OK;
 }

@@ -8,6 +8,10 @@
  *
  * Depends only on libc and POSIX (open, fstat, mmap). Built with -DLLMC_GGUF_NO_MMAP it reads the
  * file into memory instead of mapping it.
+ *
+ * The functions below are exported even from an artifact built with -fvisibility=hidden: Python reads
+ * the metadata and tensor table through them (runtime/gguf_file.py), so the file is checked by this
+ * reader alone and no Python code walks the vocabulary entry by entry.
  */
 #ifndef LLMC_GGUF_H
 #define LLMC_GGUF_H
@@ -18,6 +22,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default)
 
 #define LLMC_GGUF_MAX_DIMS 4
 
@@ -77,11 +82,23 @@ int llmc_gguf_get_bool(const llmc_gguf *g, const char *key, int *out);     /* bo
 /* String values point into the mapping and are NOT NUL-terminated: use *len. */
 int llmc_gguf_get_str(const llmc_gguf *g, const char *key, const char **out, size_t *len);
 
+/* Every metadata entry in file order, for a reader that wants all of them. *value points at the value as
+ * the file encodes it (little-endian): a scalar's bytes; a string's characters (not NUL-terminated); an
+ * array's element type (u32), count (u64) and elements. All value_len bytes lie inside the mapping and
+ * were checked when the file was opened. Returns LLMC_GGUF_OK, or LLMC_GGUF_MISSING if i is out of range. */
+int llmc_gguf_n_kv(const llmc_gguf *g);
+int llmc_gguf_kv_at(const llmc_gguf *g, int i, const char **key, size_t *key_len, int *type, const void **value,
+                    size_t *value_len);
+/* For entry i, an array of strings of `count` elements: where each string's characters start (bytes from
+ * the entry's value) and how long each is. LLMC_GGUF_WRONG_TYPE if the entry is not such an array. */
+int llmc_gguf_string_array_spans(const llmc_gguf *g, int i, uint64_t count, uint64_t *starts, uint64_t *lens);
+
 /* ggml type tables; "?" / 0 for an unknown type id. */
 const char *llmc_gguf_type_name(int type);
 size_t llmc_gguf_type_block_size(int type);   /* elements per block */
 size_t llmc_gguf_type_block_bytes(int type);  /* bytes per block */
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

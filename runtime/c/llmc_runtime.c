@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "llmc_common.h"
 #include "llmc_kernels.h"
@@ -20,11 +22,32 @@ int llmc_fail(char *err, size_t err_len, const char *fmt, ...)
     return 0;
 }
 
+/* Zeroes p[0, bytes). On Linux the whole pages inside are handed back with madvise(MADV_DONTNEED) instead
+ * of written: the kernel maps zero pages on first touch, so a KV cache sized for n_ctx costs resident
+ * memory only for the positions actually used (llama.cpp clears its cache, which makes all of it
+ * resident). Only the partial pages at either end are written. */
+static void zero_lazily(uint8_t *p, size_t bytes)
+{
+#if defined(__linux__) && defined(MADV_DONTNEED)
+    long page = sysconf(_SC_PAGESIZE);
+    if (page > 0 && bytes >= 4 * (size_t)page) {
+        uintptr_t first = ((uintptr_t)p + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+        uintptr_t last = ((uintptr_t)p + bytes) / (uintptr_t)page * (uintptr_t)page;
+        if (madvise((void *)first, last - first, MADV_DONTNEED) == 0) {
+            memset(p, 0, first - (uintptr_t)p);
+            memset((void *)last, 0, (uintptr_t)p + bytes - last);
+            return;
+        }
+    }
+#endif
+    memset(p, 0, bytes);
+}
+
 void *llmc_aligned_alloc(size_t bytes)
 {
     size_t rounded = (bytes + LLMC_ALIGN - 1) / LLMC_ALIGN * LLMC_ALIGN;
     void *p = aligned_alloc(LLMC_ALIGN, rounded ? rounded : LLMC_ALIGN);
-    if (p) memset(p, 0, rounded);
+    if (p) zero_lazily(p, rounded);
     return p;
 }
 

@@ -19,7 +19,7 @@ enum { LLMC_WEIGHT_ANY = 0, LLMC_WEIGHT_F32 = 1 };
 
 /* Write a printf-style message into err; returns 0 so callers can `return llmc_fail(...)`. */
 int llmc_fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void *llmc_aligned_alloc(size_t bytes);      /* 64-byte aligned, zeroed; free() to release */
+void *llmc_aligned_alloc(size_t bytes);      /* 64-byte aligned, zeroed (pages lazily); free() to release */
 
 /* Find `name` (else `fallback`), check its type is usable for `kind` (and equals want_type unless -1)
  * and that its ne equals the expected dims. An absent optional weight binds to data NULL. */

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 
 import numpy as np
 import pytest
@@ -51,6 +52,26 @@ def test_second_compile_comes_from_the_build_cache(tmp_path):
     assert first.manifest["sources_sha256"] == second.manifest["sources_sha256"]
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["arch"] == "qwen2" and manifest["memory_plan"]["slots"]
+
+
+def test_a_new_arch_compiles_only_its_schedule(tmp_path, monkeypatch, llama_f32_path):
+    """Kernel and runtime objects come from the per-unit cache; only the new model.c is compiled."""
+    from llmc.codegen.c import build
+    compile_model(os.path.join(ARCHS, "llama.llmc"), "c", str(tmp_path / "warm"))      # kernels cached
+    arch = tmp_path / f"llama_{uuid.uuid4().hex}.llmc"     # a name no cache has seen: model.c differs
+    shutil.copy(os.path.join(ARCHS, "llama.llmc"), arch)
+    compiled = []
+    run_parallel = build._run_parallel
+
+    def recording(commands, outputs):
+        compiled.extend(os.path.basename(c[c.index("-c") + 1]) for c in commands if "-c" in c)
+        run_parallel(commands, outputs)
+
+    monkeypatch.setattr(build, "_run_parallel", recording)
+    result = compile_model(str(arch), "c", str(tmp_path / "new"))
+    assert not result.cached and compiled == ["model.c"]
+    model = llmc.load(str(tmp_path / "new"), llama_f32_path, n_ctx=32)
+    assert model.logits([1, 2, 3]).shape == (3, model.n_vocab)
 
 
 def _load_in_subprocess(artifact, gguf):
@@ -118,3 +139,25 @@ def test_wrong_shape_is_rejected_by_the_c_runtime(qwen2_generic, tmp_path):
     proc = _load_in_subprocess(qwen2_generic, str(bad))
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "blk.0.ffn_gate.weight" in proc.stdout and "512" in proc.stdout
+
+
+def test_kv_cache_becomes_resident_only_where_used(tmp_path, smollm2_path):
+    """A 16k-token KV cache (377 MB for SmolLM2) costs resident memory only for the positions written."""
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("resident memory is read from /proc/self/status (Linux)")
+    art = tmp_path / "llama"
+    compile_model(os.path.join(ARCHS, "llama.llmc"), "c", str(art))
+    code = ("import sys, llmc\n"
+            "def rss():\n"
+            "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')) << 10\n"
+            "before = rss()\n"
+            "model = llmc.load(sys.argv[1], sys.argv[2], n_ctx=16384, n_threads=1)\n"
+            "loaded = rss()\n"
+            "model.logits(list(range(1, 9)))\n"
+            "print(loaded - before, rss() - before)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(art), smollm2_path], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded, used = map(int, proc.stdout.split())
+    kv_bytes = 30 * 16384 * 3 * 64 * 2 * 2          # layers x positions x kv heads x head dim x f16 x (K, V)
+    assert loaded < kv_bytes / 4 and used < kv_bytes / 2, (loaded, used, kv_bytes)

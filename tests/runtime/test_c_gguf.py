@@ -151,6 +151,20 @@ for path in paths:
                 result["bad"].append(ffi.string(t.name).decode(errors="replace"))
             if t.nbytes:
                 data[0] + data[t.nbytes - 1]
+        # Every metadata value handed out lies in the file: touch its ends; string arrays give their spans.
+        key, key_len, vtype = ffi.new("const char **"), ffi.new("size_t *"), ffi.new("int *")
+        value, value_len = ffi.new("const void **"), ffi.new("size_t *")
+        for i in range(lib.llmc_gguf_n_kv(g)):
+            lib.llmc_gguf_kv_at(g, i, key, key_len, vtype, value, value_len)
+            raw = ffi.cast("const unsigned char *", value[0])
+            if value_len[0]:
+                raw[0] + raw[value_len[0] - 1]
+            if vtype[0] == 9 and bytes(ffi.buffer(raw, 4)) == b"\x08\0\0\0":
+                count = ffi.cast("const uint64_t *", raw + 4)[0]
+                starts, lens = ffi.new("uint64_t[]", count), ffi.new("uint64_t[]", count)
+                lib.llmc_gguf_string_array_spans(g, i, count, starts, lens)
+                if count and starts[count - 1] + lens[count - 1] != value_len[0]:
+                    result["bad"].append(ffi.unpack(key[0], key_len[0]).decode(errors="replace"))
         for key in (b"general.alignment", b"general.architecture", b"general.name"):
             lib.llmc_gguf_get_i64(g, key, ffi.new("int64_t *"))
             lib.llmc_gguf_get_f64(g, key, ffi.new("double *"))
@@ -393,6 +407,64 @@ def test_gguf_writer_file_matches_python_reader(lib, tmp_path):
     path = tmp_path / "writer.gguf"
     small_writer_file(path)
     compare_with_python_reader(lib, path)
+
+
+def header_matches_python_reader(lib, path: Path) -> dict:
+    """Python's loader reads metadata and tensor table through the C reader (read_header): the same values,
+    with the same Python types, as the gguf package gives. Returns the header's metadata."""
+    from llmc.runtime.gguf_file import GGUFFile, read_header
+
+    header = read_header(path, *lib)
+    py = GGUFFile(path)
+    assert header.tensors == py.tensors and header.arch == py.arch
+    assert list(header.metadata) == list(py.metadata)
+    for key, want in py.metadata.items():
+        got = header.metadata[key]
+        if key == "test.nested":       # the gguf package flattens nested arrays; the C reader keeps them
+            continue
+        assert got == want and type(got) is type(want), key
+        if isinstance(want, list):
+            assert [type(v) for v in got] == [type(v) for v in want], key
+    return header.metadata
+
+
+def test_header_reader_matches_python_reader(lib, tmp_path, smollm2):
+    metadata = header_matches_python_reader(lib, write(tmp_path, "base.gguf", build(base_kvs(), base_tensors()).data))
+    assert metadata["test.nested"] == [[1, 2], [-1]] and metadata["test.huge"] == 2**64 - 1
+    small_writer_file(tmp_path / "writer.gguf")
+    header_matches_python_reader(lib, tmp_path / "writer.gguf")
+    assert len(header_matches_python_reader(lib, smollm2)["tokenizer.ggml.tokens"]) == 49152
+
+
+def test_header_reader_errors_are_the_c_readers(lib, tmp_path):
+    from llmc.runtime.gguf_file import GGUFError, read_header
+
+    data, expected = CORRUPT_CASES["string_in_array_past_end"]()
+    path = write(tmp_path, "bad.gguf", data)
+    with pytest.raises(GGUFError) as info:
+        read_header(path, *lib)
+    assert str(info.value).startswith(f"{path}: ") and all(fragment in str(info.value) for fragment in expected)
+    bad_utf8 = write(tmp_path, "utf8.gguf", _with_kv("test.text", STRING, gstr(b"\xff\xfe")).data)
+    with pytest.raises(GGUFError, match="metadata key 'test.text' holds a string that is not UTF-8"):
+        read_header(bad_utf8, *lib)
+    # "é" cut between two elements is valid UTF-8 only when the strings are joined: still an error
+    split = struct.pack("<IQ", STRING, 2) + gstr(b"\xc3") + gstr(b"\xa9")
+    with pytest.raises(GGUFError, match="metadata key .test.split. holds a string that is not UTF-8"):
+        read_header(write(tmp_path, "split.gguf", _with_kv("test.split", ARRAY, split).data), *lib)
+
+
+def test_header_reader_string_arrays_in_bulk(lib, tmp_path):
+    """The bulk path (one decode, NUL separators) and its fallback for strings holding NUL."""
+    from llmc.runtime.gguf_file import read_header
+
+    words = ["", "a", "Ġthe", "é中🦙", "", "x y"]
+    kvs = [("general.architecture", STRING, gstr("llama")),
+           ("test.words", ARRAY, struct.pack("<IQ", STRING, len(words)) + b"".join(gstr(w) for w in words)),
+           ("test.nul", ARRAY, struct.pack("<IQ", STRING, 3) + gstr("a\0b") + gstr("\0") + gstr("c")),
+           ("test.none", ARRAY, struct.pack("<IQ", STRING, 0))]
+    metadata = read_header(write(tmp_path, "words.gguf", build(kvs, []).data), *lib).metadata
+    assert metadata["test.words"] == words
+    assert metadata["test.nul"] == ["a\0b", "\0", "c"] and metadata["test.none"] == []
 
 
 def test_type_tables(lib):

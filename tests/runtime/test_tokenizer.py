@@ -71,8 +71,13 @@ def vocab_files(tmp_path_factory, smollm2_path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tokenizers(vocab_files) -> dict[str, Tokenizer]:
-    return {name: Tokenizer.from_metadata(GGUFFile(path).metadata) for name, path in vocab_files.items()}
+def metadata(vocab_files) -> dict[str, dict]:
+    return {name: GGUFFile(path).metadata for name, path in vocab_files.items()}
+
+
+@pytest.fixture(scope="module")
+def tokenizers(metadata) -> dict[str, Tokenizer]:
+    return {name: Tokenizer.from_metadata(md) for name, md in metadata.items()}
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +167,7 @@ def test_round_trip(name, tokenizers):
 
 def test_gpt_oss_end_is_not_eog(tokenizers):
     tok = tokenizers["gpt-4o"]
-    ids = {t: tok.tokens.index(t) for t in ("<|return|>", "<|call|>", "<|end|>", "<|endoftext|>")}
+    ids = {t: tok.token_id(t) for t in ("<|return|>", "<|call|>", "<|end|>", "<|endoftext|>")}
     assert {ids["<|return|>"], ids["<|call|>"], ids["<|endoftext|>"]} <= tok.eog_ids
     assert ids["<|end|>"] not in tok.eog_ids
 
@@ -172,7 +177,7 @@ def test_control_tokens_hidden_when_not_special(tokenizers):
     ids = tok.encode("<|im_start|>Hi<|im_end|>")
     assert tok.decode(ids) == "<|im_start|>Hi<|im_end|>"
     assert tok.decode(ids, special=False) == "Hi"
-    assert tok.encode("<|im_end|>", parse_special=False) != [tok.tokens.index("<|im_end|>")]
+    assert tok.encode("<|im_end|>", parse_special=False) != [tok.token_id("<|im_end|>")]
 
 
 def test_stream_decoder_holds_back_split_characters(tokenizers):
@@ -223,3 +228,55 @@ def test_missing_and_inconsistent_metadata():
         Tokenizer.from_metadata(_metadata(**{"tokenizer.ggml.token_type": [1]}))
     with pytest.raises(TokenizerError, match="bos_token_id"):
         Tokenizer.from_metadata(_metadata(**{"tokenizer.ggml.bos_token_id": 7}))
+
+
+# ---- the bulk construction against the per-token definitions ------------------------------------------
+
+def _hf_bpe(md):
+    """HF tokenizers' own BPE model on the same vocabulary and merges: what `_BPE` must reproduce."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models
+
+    vocab = {}
+    for i, t in enumerate(md["tokenizer.ggml.tokens"]):
+        vocab.setdefault(t, i)
+    pairs = [tuple(m.split(" ", 1)) for m in md["tokenizer.ggml.merges"]]
+    pairs = [(a, b) for a, b in pairs if a in vocab and b in vocab and a + b in vocab]
+    return HFTokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False)).model
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bpe_merges_like_hf_tokenizers(name, metadata, tokenizers):
+    """Every pre-tokenized piece of the test strings gets the ids HF's BPE model gives it."""
+    tok = tokenizers[name]
+    hf = _hf_bpe(metadata[name])
+    pieces = {piece for s in ALL_STRINGS + _fuzz_strings(300, seed=9)
+              for fragment in tok._partition(s, False) if isinstance(fragment, str)
+              for piece, _ in tok._pre_tokenizer.pre_tokenize_str(fragment)}
+    bad = [p for p in sorted(pieces) if tok._bpe.encode(p) != [t.id for t in hf.tokenize(p)]]
+    assert not bad and len(pieces) > 300, bad[:10]
+
+
+def test_bulk_pieces_equal_per_token_decoding():
+    """Pieces from the one-lookup path equal the per-token definition, also for malformed texts (characters
+    outside GPT-2's byte map), repeated texts and every token type."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from llmc.runtime.tokenizer import _byte_decode, _unicode_to_byte
+
+    chars = st.sampled_from(sorted(_unicode_to_byte()) + ["\x00", "\x85", "\xa0", "\xad", "\u0144", "中", "🦙"])
+    token = st.text(chars, max_size=6) | st.sampled_from(["<|im_end|>", "<|endoftext|>", "<|end|>", "Ġthe"])
+    kinds = st.sampled_from([1, 1, 1, 2, 3, 4, 5, 6])
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.tuples(token, kinds), min_size=1, max_size=40))
+    def check(vocab):
+        texts, types = [t for t, _ in vocab], [k for _, k in vocab]
+        tok = Tokenizer(texts, types, [], "qwen2")
+        special = tok._user_defined | tok._control
+        for i, (text, kind) in enumerate(vocab):
+            want = text.encode() if i in special else _byte_decode(text) if kind == 1 else b""
+            assert tok.token_piece(i) == want, (i, text, kind)
+
+    check()
