@@ -11,8 +11,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-# An example that needs a running server says so with this line; tests/serve starts one for it.
-NEEDS_SERVER = "# needs: a running `llmc serve`"
 
 
 def _tracked_text_files():
@@ -65,8 +63,7 @@ def test_compile_without_out_dir_names_a_default(tmp_path):
     assert (tmp_path / "arch-ascend310b" / "manifest.json").is_file()
 
 
-@pytest.mark.parametrize("example", [e for e in EXAMPLES if NEEDS_SERVER not in e.read_text()],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs_with_no_arguments(example, tmp_path):
     out = subprocess.run([sys.executable, str(example)], cwd=tmp_path, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900)

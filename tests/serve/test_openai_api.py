@@ -109,7 +109,7 @@ def test_eight_chats_four_at_a_time(client, smollm2_server):
 @pytest.mark.parametrize("example, args", [("openai_client.py", ["--max-tokens", "16"]),
                                            ("serve_load.py", ["--chats", "4", "--max-tokens", "8"])])
 def test_example_against_the_server(smollm2_server, example, args):
-    """The examples that need a running server (`# needs: a running llmc serve`) run against this one."""
+    """The server examples also talk to a server they did not start (--base-url)."""
     import os
     import subprocess
     import sys
