@@ -1,7 +1,7 @@
 """Reference numerics of quantized matmuls: what llama.cpp's CPU backend computes on x86.
 
 ggml multiplies a weight of type T by an f32 activation by first converting the activation row to
-T's ``vec_dot_type`` (model-numerics.md §6), then taking block dot products. This module is the
+T's ``vec_dot_type`` (docs/numerics.md §6), then taking block dot products. This module is the
 definition our kernels are tested against:
 
 - ``quantize_activations`` reproduces the x86 activation quantization bit for bit and returns the

@@ -1,6 +1,6 @@
 """The numpy reference: one function per op, the living definition of what each op computes.
 
-Numerics follow llama.cpp's CPU backend (see shared/docs/model-numerics.md): f32 activations, RMSNorm sum
+Numerics follow llama.cpp's CPU backend (see docs/numerics.md): f32 activations, RMSNorm sum
 in double, RoPE angles built by repeated f32 multiplication, K/V cache stored as f16, activations
 quantized to the weight type's vec_dot_type before a matmul. Every kernel on every target is tested
 against these functions.

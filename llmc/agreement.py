@@ -3,7 +3,7 @@
 The measure is scale-free: at each position the largest |difference| over the vocabulary is divided by the
 standard deviation of the reference (llama.cpp) logits at that position, and the median over positions is
 reported. On F32-weight files a correct forward pass stays near 0.001-0.003 (see
-docs/model-numerics.md); quantized files, where llama.cpp also quantizes activations, reach ~0.05-0.1.
+docs/numerics.md); quantized files, where llama.cpp also quantizes activations, reach ~0.05-0.1.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ Run mode, every flag pinned here so a library upgrade cannot change it silently:
   - CPU only (n_gpu_layers=0), `n_threads` threads for both batches and single tokens;
   - flash attention OFF by default (the default of llama-cpp-python's `Llama(flash_attn=False)`;
     llama.cpp's own CLI defaults to `-fa auto`, which is ON for CPU). Non-FA: q and K in f16 for QK^T,
-    softmax in f32, probabilities rounded to f16 before the product with V (docs/model-numerics.md §0);
+    softmax in f32, probabilities rounded to f16 before the product with V (docs/numerics.md §0);
   - K and V cache in F16; full-size SWA cache (masking alone implements the window);
   - no "extra buffer types" (use_extra_bufts=False, `--no-repack` in the CLI): on this machine ggml's
     AMX buffer type, chosen for Q4_0/Q4_1/Q8_0 weights, dies with SIGILL (`tilezero`, invalid opcode in

@@ -73,7 +73,7 @@ def test_fixture_types(qwen2_q4_0_tied_path, gpt_oss_path):
     assert meta["gpt-oss.attention.key_length"] * meta["gpt-oss.attention.head_count"] != 128
 
 
-# ---- a plain numpy gpt-oss forward, written from docs/model-numerics.md §1, §4 and §6 ----
+# ---- a plain numpy gpt-oss forward, written from docs/numerics.md §1, §4 and §6 ----
 
 def _rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w

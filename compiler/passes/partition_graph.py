@@ -1,6 +1,6 @@
 """partition_graph: give every node a device, and every fallback its reason.
 
-Placement, in order (after ggml_backend_sched's passes, anchors.md §1a, without its guessing):
+Placement, in order (after ggml_backend_sched's passes, docs/peers.md §1a, without its guessing):
   1. an op the target runs natively goes to the target;
   2. any other op goes to the target's fallback (then the fallback's fallback), the reason recorded;
      a weight type the profile refuses (`unsupported = "refuse"`) stops the compile with its message;

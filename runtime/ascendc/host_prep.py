@@ -69,7 +69,7 @@ def rope_tables(
     """cos, sin tables (tokens, head_dim) float32 for the rope kernel, following ggml's CPU rope.
 
     Angles are built iteratively in f32 (theta_{i+1} = theta_i * base^(-2/n_dims)) with YaRN ramp
-    and mscale as in docs/model-numerics.md §1. Each element gets its pair's cos and a signed sin
+    and mscale as in docs/numerics.md §1. Each element gets its pair's cos and a signed sin
     (-sin on the pair's first element, +sin on its second); dims >= n_dims get cos 1, sin 0.
     """
     pos = np.asarray(positions, dtype=np.float32)
