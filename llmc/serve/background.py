@@ -21,13 +21,14 @@ from collections.abc import Iterator
 from llmc.ir.errors import LlmcError
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _health(url: str) -> int | None:
+def health(url: str) -> int | None:
+    """The status of GET /health, None while nothing listens."""
     try:
         with urllib.request.urlopen(url + "/health", timeout=5) as r:
             return r.status
@@ -44,14 +45,14 @@ def background_server(model: str = "llama", gguf: str | None = None, n_parallel:
     if gguf is None:
         from llmc.fetch import smollm2
         gguf = smollm2()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "llmc.cli", "serve", model, "-m", gguf, "--port", str(port),
            "-np", str(n_parallel), "-c", str(n_ctx)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + timeout_s
-        while _health(url) != 200:
+        while health(url) != 200:
             if proc.poll() is not None:
                 raise LlmcError(f"llmc serve exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
             if time.monotonic() > deadline:

@@ -4,37 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 
 import pytest
 
 from llmc import arch_path
+from llmc.serve.background import free_port, health
 from llmc.compiler.driver import compile_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def health(url: str) -> int | None:
-    """The status of GET /health, None while nothing listens."""
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=5) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return None
 
 
 @dataclass
