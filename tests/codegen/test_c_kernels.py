@@ -284,8 +284,8 @@ def test_rope(lib, mode, yarn, head_dim, dims_cut, n_heads, n_tokens, base, seed
 @given(n_head_kv=st.integers(1, 3), group=st.sampled_from([1, 2, 4]), head_dim=st.sampled_from([4, 16, 64]),
        n_tokens=st.lists(st.integers(0, 4), min_size=1, max_size=3).filter(any),
        starts=st.lists(st.integers(0, 40), min_size=3, max_size=3), window=st.sampled_from([0, 0, 1, 5, 16]),
-       use_sinks=st.booleans(), seed=seeds())
-def test_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, seed):
+       use_sinks=st.booleans(), softcap=st.sampled_from([0.0, 0.0, 0.5, 3.0]), seed=seeds())
+def test_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, softcap, seed):
     """A batch of tokens from several sequences (n_tokens[s] of sequence s from position starts[s]), in
     shuffled order: each attends to its own sequence's cache only."""
     rng = np.random.default_rng(seed)
@@ -311,13 +311,13 @@ def test_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, us
         keys = slice(0, positions[t] + 1)
         ref[t] = reference.attention(q[t:t + 1], expected_k[seq[t], keys].astype(f32),
                                      expected_v[seq[t], keys].astype(f32), positions[t:t + 1], scale, window,
-                                     sinks)
+                                     sinks, softcap)
 
     out = np.full((T, n_head * head_dim), np.nan, f32)
     scratch = np.zeros(attention_scratch_bytes(n_ctx, N_THREADS) // 4, f32)
     lib.call("llmc_attention_f32", lib.pool, out, q, k_new, v_new, k_cache.view(np.uint16),
-             v_cache.view(np.uint16), seq, positions, T, n_head, n_head_kv, head_dim, n_ctx, scale, window, sinks,
-             scratch)
+             v_cache.view(np.uint16), seq, positions, T, n_head, n_head_kv, head_dim, n_ctx, scale, window, softcap,
+             sinks, scratch)
     np.testing.assert_array_equal(k_cache, expected_k)
     np.testing.assert_array_equal(v_cache, expected_v)
     assert_close(out, ref, 2e-3, scale=np.abs(expected_v.astype(f32)).max())
@@ -336,7 +336,7 @@ def test_attention_in_place(lib):
     seq, positions = np.zeros(n_tokens, np.int32), np.arange(2, 2 + n_tokens, dtype=np.int32)
     for out, q_in, (kc, vc) in ((separate, q, caches[0]), (in_place, in_place, caches[1])):
         lib.call("llmc_attention_f32", lib.pool, out, q_in, k_new, v_new, kc, vc, seq, positions, n_tokens, n_head,
-                 n_head_kv, d, n_ctx, 0.25, 0, None, scratch)
+                 n_head_kv, d, n_ctx, 0.25, 0, 0.0, None, scratch)
     np.testing.assert_array_equal(in_place.reshape(separate.shape), separate)
 
 
