@@ -214,8 +214,9 @@ def test_rope(case, seed):
 
 
 @SETTINGS
-@given(window=st.sampled_from([0, 3]), sinks=st.booleans(), T=st.integers(1, 4), seed=st.integers(0, 99))
-def test_attention(window, sinks, T, seed):
+@given(window=st.sampled_from([0, 3]), sinks=st.booleans(), T=st.integers(1, 4), softcap=st.sampled_from([0.0, 0.5]),
+       seed=st.integers(0, 99))
+def test_attention(window, sinks, T, softcap, seed):
     rng = np.random.default_rng(seed)
     Hq, Hkv, d, n_ctx, pos = 4, 2, 16, 16, 5
     q = rng.standard_normal((T, Hq, d)).astype(f32)
@@ -234,7 +235,7 @@ def test_attention(window, sinks, T, seed):
     scores = dev.buffer(nbytes=T * Hq * n_ctx * 4)
     dev.run(dev.kernel(_source(None), "attention_f32"), (Hq, T), ("m", out), ("m", dev.buffer(q)), ("m", K), ("m", V),
             ("m", None if s is None else dev.buffer(s)), ("m", scores), ("i", pos), ("i", Hq), ("i", Hkv), ("i", d),
-            ("i", n_ctx), ("f", 0.25), ("i", window))
+            ("i", n_ctx), ("f", 0.25), ("i", window), ("f", softcap))
     want = reference.attention(q, cache_k[:pos + T].astype(f32), cache_v[:pos + T].astype(f32),
-                               np.arange(pos, pos + T), 0.25, window, s)
+                               np.arange(pos, pos + T), 0.25, window, s, softcap)
     np.testing.assert_allclose(dev.read(out, want.shape), want, rtol=1e-5, atol=1e-5)
