@@ -22,6 +22,7 @@ from .fit_memory import DEFAULT_N_BATCH, Fit, facts_from_gguf, fit_memory
 from .passes.decompose_ops import decompose_ops
 from .passes.eliminate_dead_code import eliminate_dead_code
 from .passes.fuse_ops import fuse_ops
+from .passes.fuse_pointwise import fuse_pointwise
 from .passes.group_matmuls import group_matmuls
 from .passes.infer_shapes import infer_shapes
 from .passes.insert_transfers import insert_transfers
@@ -58,6 +59,7 @@ def pipeline(profile: DeviceProfile, profiles: dict[str, DeviceProfile],
         ("partition_graph", lambda g: partition_graph(g, profile, profiles, context)),
         ("insert_transfers", insert_transfers),
         ("group_matmuls", group_matmuls),
+        ("fuse_pointwise", lambda g: fuse_pointwise(g, lambda dev: dev in profiles and profiles[dev].pointwise)),
     ]
 
 

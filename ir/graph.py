@@ -21,6 +21,15 @@ REGIONS = ("pre", "layer", "post")
 
 
 @dataclass(frozen=True)
+class Fused:
+    """Membership of a fused pointwise group (compiler/passes/fuse_pointwise.py): the group runs as one
+    kernel, at its last member `group` (a node id); a `stored` member's value is written to memory (it is
+    read outside the group), the others live only inside the kernel."""
+    group: int
+    stored: bool
+
+
+@dataclass(frozen=True)
 class Node:
     id: int
     op: Op
@@ -31,6 +40,7 @@ class Node:
     region: str
     label: str = ""                 # the DSL name it was assigned to, for dumps and generated comments
     device: str = ""                # set by partitioning; "" means not yet placed
+    fused: Fused | None = None      # set by fuse_pointwise
 
 
 @dataclass(frozen=True)
@@ -119,11 +129,29 @@ class Graph:
             yield self.node(nid)
 
     def order(self, region: str | None = None) -> list[int]:
-        """Topological order, regions in run order, ties broken by id (creation order)."""
-        topo = list(_nx().lexicographical_topological_sort(self.g))
+        """Topological order, regions in run order, ties broken by id (creation order); the members of a
+        fused group are consecutive, so that nothing outside the group runs between them."""
+        nx = _nx()
+        groups = {nid: self.node(nid).fused.group for nid in self.g.nodes if self.node(nid).fused is not None}
+        if groups:
+            quotient = nx.quotient_graph(self.g, lambda a, b: groups.get(a, a) == groups.get(b, b))
+            blocks = {min(block): block for block in quotient.nodes}
+            contracted = nx.relabel_nodes(quotient, {block: min(block) for block in quotient.nodes})
+            topo = []
+            for head in nx.lexicographical_topological_sort(contracted):
+                inner = self.g.subgraph(blocks[head])
+                topo += list(nx.lexicographical_topological_sort(inner))
+        else:
+            topo = list(nx.lexicographical_topological_sort(self.g))
         rank = {r: k for k, r in enumerate(REGIONS)}
-        ordered = sorted(topo, key=lambda n: (rank[self.node(n).region], topo.index(n)))
+        index = {n: k for k, n in enumerate(topo)}
+        ordered = sorted(topo, key=lambda n: (rank[self.node(n).region], index[n]))
         return [n for n in ordered if region is None or self.node(n).region == region]
+
+    def fused_members(self, group: int) -> list[int]:
+        """The members of a fused group, in run order (the last is `group`)."""
+        return [n for n in self.order(self.node(group).region)
+                if self.node(n).fused is not None and self.node(n).fused.group == group]
 
     def weights(self) -> list[Node]:
         return [n for n in self.nodes() if n.op is Op.WEIGHT]

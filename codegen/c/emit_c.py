@@ -47,6 +47,8 @@ class CEmitter(Emitter):
                 lines.append(self._bias(b, out, bias, rows, n_out))
             return Call(where, lines)
         if op in POINTWISE:
+            if n.fused is not None and n.fused.group != n.id:
+                return None                     # the group's kernel runs at its last member
             return Call(where, [self.pointwise(b, n)])
         if op is Op.ROPE:
             mode = ROPE_MODE[a["mode"].value]
@@ -97,7 +99,7 @@ class CEmitter(Emitter):
         if k.plan.name not in b.s.functions:
             b.s.functions.setdefault("llmc_round_f16", c_pointwise.ROUND_F16)
             b.s.functions[k.plan.name] = c_pointwise.function(k.plan)
-        return c_pointwise.call(k.plan, b.var(n.id), {o: b.var(nid) for o, nid in k.inputs.items()},
+        return c_pointwise.call(k.plan, [b.var(o) for o in k.outputs], {o: b.var(nid) for o, nid in k.inputs.items()},
                                 b.numel(k.rows), f"(long)({b.c(k.n)})",
                                 {o: (f"(long)({b.c(st)})", f"(long)({b.c(off)})") for o, (st, off) in k.slices.items()},
                                 {a: b.c(v) for a, v in k.scalars.items()})

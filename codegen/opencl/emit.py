@@ -238,6 +238,8 @@ class OpenCLEmitter(Emitter):
     def emit(self, b, n: Node) -> Call | None:
         if n.op in (Op.LOOP_IN, Op.RESHAPE, Op.WEIGHT):
             return None
+        if n.fused is not None and n.fused.group != n.id:
+            return None                         # the group's kernel runs at its last member
         lines = self._launch(b, n)
         if n.id == b.graph.outputs["logits"]:
             lines += self._read_logits(b, n)
@@ -271,8 +273,10 @@ class OpenCLEmitter(Emitter):
             return [f"llmc_ocl_moe_matmul({h}, {b.wtype(w)}, {out}, {mem(w)}, {mem(x)}, {1 if len(xs) == 3 else 0}, "
                     f"{mem(sel)}, {mem(bias)}, {b.ci(wn.shape[2])}, {b.ci(wn.shape[1])}, T, {b.ci(shape[1])});"]
         if op in POINTWISE:
+            if n.fused is not None and n.fused.group != n.id:
+                return []                       # the group's kernel runs at its last member
             k = node_kernel(g, n)
-            args = [out] + [mem(k.inputs[o.name]) for o in k.plan.operands]
+            args = [mem(o) for o in k.outputs] + [mem(k.inputs[o.name]) for o in k.plan.operands]
             args += [f"(int)({b.numel(k.rows)})", b.ci(k.n)]
             for o in k.plan.slices:
                 args += [b.ci(e) for e in k.slices[o.name]]
