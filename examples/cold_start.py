@@ -2,7 +2,8 @@
 `llmc run ART -m GGUF -p Hi -n 1` and of `llama-cli -m GGUF -p Hi -n 1 -st`, `llmc.load` alone, and
 the compile times docs/cold-start.md quotes (fully cold, an architecture the cache has not seen, a repeat).
 
-    python examples/cold_start.py                        # SmolLM2 (fetched), 5 rounds
+    python examples/cold_start.py                        # SmolLM2 (fetched), 3 rounds, compiles timed once
+    python examples/cold_start.py --rounds 5 --compile-rounds 3
     python examples/cold_start.py -m model.gguf --arch archs/gemma3.llmc --rounds 3 --omp-wait-policy PASSIVE
 
 Rounds alternate llmc and llama-cli so that both see the same machine; medians are printed. Peak memory is
@@ -53,7 +54,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-m", "--model", help="GGUF file (default: SmolLM2-135M-Instruct Q4_1, fetched)")
     p.add_argument("--arch", default=str(Path(__file__).resolve().parents[1] / "archs" / "llama.llmc"))
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3, help="runs of each of llmc, llama-cli and llmc.load")
+    p.add_argument("--compile-rounds", type=int, default=1, help="each with its own empty cache")
     p.add_argument("-t", "--threads", type=int, default=2)
     p.add_argument("-c", "--ctx", type=int, default=4096)
     p.add_argument("--omp-wait-policy", help="OMP_WAIT_POLICY for llama-cli (its default spins)")
@@ -67,7 +69,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         cache = Path(scratch) / "cache"
-        compiles = [compile_times(args.arch, cache / str(i)) for i in range(min(args.rounds, 3))]
+        compiles = [compile_times(args.arch, cache / str(i)) for i in range(args.compile_rounds)]
         for what in compiles[0]:
             print(f"compile, {what:11s}: {statistics.median(c[what] for c in compiles):.2f} s wall (median)")
         artifact = Path(scratch) / "artifact"
