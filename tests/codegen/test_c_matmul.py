@@ -199,12 +199,13 @@ def test_smollm2_shapes(native: Kernels, ggml_type: str):
     check_matmul(native, ggml_type, seed=8, n_in=1536, n_out=576, n_tokens=9)
 
 
-@pytest.mark.parametrize("ggml_type", ["Q4_1"])
+@pytest.mark.parametrize("ggml_type", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL"])
 def test_packed_prefill_edges(native: Kernels, ggml_type: str):
     """The packed prefill path: K cut into 32-block chunks with a partial last chunk (n_in 1056 = 33
     blocks), rows not a multiple of 16 (a row-by-row tail), tokens not a multiple of 4."""
     check_matmul(native, ggml_type, seed=9, n_in=1056, n_out=83, n_tokens=11)
     check_matmul(native, ggml_type, seed=10, n_in=64, n_out=16, n_tokens=8)
+    check_matmul(native, ggml_type, seed=11, n_in=96, n_out=53, n_tokens=13, n_threads=3)
 
 
 def test_scratch_sizes():
