@@ -199,13 +199,15 @@ def test_smollm2_shapes(native: Kernels, ggml_type: str):
     check_matmul(native, ggml_type, seed=8, n_in=1536, n_out=576, n_tokens=9)
 
 
-@pytest.mark.parametrize("ggml_type", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL"])
+@pytest.mark.parametrize("ggml_type", [t for t in MATMUL_TYPES if quant.BLOCK_LAYOUT[t][0] > 1 and t != "MXFP4"])
 def test_packed_prefill_edges(native: Kernels, ggml_type: str):
-    """The packed prefill path: K cut into 32-block chunks with a partial last chunk (n_in 1056 = 33
-    blocks), rows not a multiple of 16 (a row-by-row tail), tokens not a multiple of 4."""
-    check_matmul(native, ggml_type, seed=9, n_in=1056, n_out=83, n_tokens=11)
-    check_matmul(native, ggml_type, seed=10, n_in=64, n_out=16, n_tokens=8)
-    check_matmul(native, ggml_type, seed=11, n_in=96, n_out=53, n_tokens=13, n_threads=3)
+    """The packed prefill path: n_in cut into chunks of 1024 elements with a partial last chunk (n_in
+    1056 = 33 blocks of 32; 1280 = 5 blocks of 256), rows not a multiple of 16 (a row-by-row tail),
+    tokens not a multiple of 4, 3 threads."""
+    block = quant.BLOCK_LAYOUT[ggml_type][0]
+    check_matmul(native, ggml_type, seed=9, n_in=1056 if block == 32 else 1280, n_out=83, n_tokens=11)
+    check_matmul(native, ggml_type, seed=10, n_in=2 * block, n_out=16, n_tokens=8)
+    check_matmul(native, ggml_type, seed=11, n_in=3 * block, n_out=53, n_tokens=13, n_threads=3)
 
 
 def test_scratch_sizes():
