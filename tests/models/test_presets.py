@@ -48,3 +48,26 @@ def test_preset_agrees_with_llama_cpp(name, smollm2_path, oracle, llama_c):
     agreement = compare_logits(ours, theirs)
     print(name, agreement)
     assert agreement.top1 >= TOP1_MIN and agreement.median_max_abs_over_std <= RATIO_MAX, f"{name}: {agreement}"
+
+
+def test_ascend_runs_a_mixed_file_with_other_types_on_the_cpu(smollm2_path, oracle, tmp_path):
+    """Q4_K_M (Q5_0, Q4_K, Q6_K, Q8_0) compiled for the Ascend 310B with the file: matmuls of types the NPU
+    path lacks go to the CPU with the reason in the manifest (what `llmc explain` prints), the Q8_0 ones
+    stay on the NPU, and the artifact loads and agrees with llama.cpp (the emulator runs the NPU part)."""
+    from llmc.llamacpp_tools import ToolUnavailable
+
+    try:
+        path = presets.preset(smollm2_path, "Q4_K_M")
+    except ToolUnavailable as exc:
+        pytest.skip(f"llama-quantize is not available to write the Q4_K_M file: {exc}")
+    result = compile_model(os.path.join(ARCHS, "llama.llmc"), "ascend310b", str(tmp_path), gguf=path)
+    matmuls = [o for o in result.manifest["ops"] if o["op"] == "matmul"]
+    on_cpu = [o for o in matmuls if o["device"] == "cpu"]
+    assert on_cpu and all("takes Q4_0/Q8_0 weights, not" in o["fallback"] for o in on_cpu)
+    assert any("Q5_0" in o["fallback"] for o in on_cpu) and any("Q4_K" in o["fallback"] for o in on_cpu)
+    assert any(o["device"] == "ascend310b" for o in matmuls)            # the all-Q8_0 ones
+    model = llmc.load(str(tmp_path), path, n_ctx=128)
+    ids = model.tokenize(TEXT)
+    agreement = compare_logits(model.logits(ids), oracle.llama_logits(path, ids))
+    print("ascend310b Q4_K_M", agreement)
+    assert agreement.top1 >= TOP1_MIN and agreement.median_max_abs_over_std <= RATIO_MAX, str(agreement)
