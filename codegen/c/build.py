@@ -39,7 +39,7 @@ from . import kernels, matmul
 
 RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime" / "c"
 RUNTIME_FILES = ("llmc_common.h", "llmc_gguf.h", "llmc_gguf.c", "llmc_threads.h", "llmc_threads.c",
-                 "llmc_kernels.h", "llmc_runtime.h", "llmc_runtime.c")
+                 "llmc_kernels.h", "llmc_weight_types.h", "llmc_runtime.h", "llmc_runtime.c")
 CFLAGS = ["-O3", "-march=native", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-D_DEFAULT_SOURCE", "-fPIC",
           "-fvisibility=hidden",
           "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread"]
