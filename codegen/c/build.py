@@ -177,6 +177,8 @@ def build(out_dir: Path, hashes: dict[str, str], link_flags: list[str] | None = 
     tools = tools or toolchain()
     cc, cxx = tools.cc, tools.cxx
     link_flags, search = _cross_link_flags(tools, list(link_flags or []))
+    # the runner takes the library's undefined symbols on trust when the library does (a cross OpenCL build)
+    runner_flags = [f for f in link_flags if f == "-Wl,--allow-shlib-undefined"]
     key_of_tools = _toolchain(tools)
     key = _digest("\n".join(f"{k} {v}" for k, v in hashes.items()), key_of_tools, *link_flags)
     cached = cache_dir() / f"{key[:24]}.so"
@@ -204,7 +206,7 @@ def build(out_dir: Path, hashes: dict[str, str], link_flags: list[str] | None = 
     _run_parallel([[linker, "-shared", f"-Wl,-soname,{LIBRARY}", "-pthread", *map(str, objects), "-lm",
                     *link_flags]], [cached])
     # The runner finds the library beside its directory wherever the artifact is copied ($ORIGIN).
-    _run_parallel([[linker, "-pthread", str(runner_obj), str(cached), "-lm", "-Wl,-rpath,$ORIGIN/.."]],
+    _run_parallel([[linker, "-pthread", str(runner_obj), str(cached), "-lm", "-Wl,-rpath,$ORIGIN/..", *runner_flags]],
                   [cached_runner])
     _publish(cached, target, cached_runner, runner)
     return target, False
