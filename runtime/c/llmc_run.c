@@ -33,6 +33,14 @@ static int fail(const char *fmt, const char *what)
     return 1;
 }
 
+/* A command-line mistake: the message, then how to call it. */
+static int usage_error(const char *fmt, const char *what)
+{
+    fail(fmt, what);
+    fputs(USAGE, stderr);
+    return 1;
+}
+
 /* A decimal integer in [lo, hi], the whole of s; 0 if it is not one. */
 static int parse_int(const char *s, long lo, long hi, long *out)
 {
@@ -77,7 +85,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(USAGE, stdout); return 0; }
-        if (i + 1 >= argc) { fputs(USAGE, stderr); return fail("%s needs a value", a); }
+        if (i + 1 >= argc) return usage_error("%s needs a value", a);
         const char *v = argv[++i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) gguf = v;
         else if (!strcmp(a, "--ids")) ids_text = v;
@@ -87,14 +95,10 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) {
             if (!parse_int(v, 1, 4096, &batch)) return fail("-b: '%s' is not a batch size (1..4096)", v);
         } else {
-            fputs(USAGE, stderr);
-            return fail("unknown option %s", a);
+            return usage_error("unknown option %s", a);
         }
     }
-    if (!gguf || !ids_text || !out_path) {
-        fputs(USAGE, stderr);
-        return fail("%s", "-m, --ids and --logits are required");
-    }
+    if (!gguf || !ids_text || !out_path) return usage_error("%s", "-m, --ids and --logits are required");
     int32_t *ids = NULL;
     int n_tokens = parse_ids(ids_text, &ids);
     if (n_tokens < 0) { free(ids); return 1; }
