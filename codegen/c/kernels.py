@@ -20,7 +20,7 @@ from pathlib import Path
 
 from llmc.ir.quant import BLOCK_LAYOUT
 
-from .matmul import _ENV, MATMUL_TYPES, function_name, matmul_scratch_bytes
+from .matmul import _ENV, MATMUL_TYPES, WEIGHT_TYPES_HEADER, function_name, matmul_scratch_bytes
 
 HEADER_PATH = Path(__file__).resolve().parents[2] / "runtime" / "c" / "llmc_kernels.h"
 
@@ -71,8 +71,9 @@ def render_kernel(name: str, ggml_type: str | None = None) -> str:
 
 
 def kernels_header() -> str:
-    """Text of runtime/c/llmc_kernels.h, which declares every kernel (and llmc_rope_params)."""
-    return HEADER_PATH.read_text()
+    """Declarations of every kernel (and llmc_rope_params): runtime/c/llmc_kernels.h, then the per-type
+    kernels of the llmc_weight_types.h it includes."""
+    return HEADER_PATH.read_text() + "\n" + WEIGHT_TYPES_HEADER.read_text()
 
 
 def attention_scratch_bytes(n_ctx: int, n_threads: int) -> int:

@@ -19,11 +19,12 @@ from llmc.compiler.plan_memory import MemoryPlan
 from llmc.ir import expr as X
 from llmc.ir.graph import Graph, Node
 from llmc.ir.ops import POINTWISE, Op
+from llmc.ir.quant import WEIGHT_TYPES
 
 from .matmul import _ENV
 
 ROPE_MODE = {"norm": 0, "neox": 2}
-TYPE_IDS = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14, "BF16": 30, "MXFP4": 39}
+TYPE_IDS = {name: t.type_id for name, t in WEIGHT_TYPES.items()}
 WEIGHT_ANY, WEIGHT_F32 = 0, 1      # what a weight may be: any supported matmul type, or plain f32
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -10,21 +10,13 @@
 #include <stdint.h>
 
 #include "llmc_threads.h"
+#include "llmc_weight_types.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ---- embedding: y (n_tokens, n_embd) = table[tokens], each row dequantized to f32 ---- */
-void llmc_embed_f32(float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd);
-void llmc_embed_f16(float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd);
-void llmc_embed_bf16(float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd);
-void llmc_embed_q8_0(float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd);
-void llmc_embed_q4_0(float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd);
-void llmc_embed_q4_1(float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd);
-void llmc_embed_q4_k(float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd);
-void llmc_embed_q6_k(float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd);
-void llmc_embed_mxfp4(float *y, const void *table, const int32_t *tokens, int n_tokens, int n_embd);
+/* ---- embedding and MoE matmul, one per weight type: llmc_weight_types.h ---- */
 
 /* ---- a matmul's bias: y (rows, n) = a (rows, n) + b, b (b_rows, n) with b_rows == 1 or rows ----
  * (Elementwise and row ops are generated into each model's C from ir/pointwise.py.) */
@@ -60,37 +52,6 @@ void llmc_top_k_f32(int32_t *idx, const float *x, int rows, int n, int k);
 void llmc_gather_f32(float *y, const float *x, const int32_t *idx, int rows, int n, int k);
 /* y (n_tokens, n) = sum_j x[:, j] * w[:, j], x (n_tokens, k, n), w (n_tokens, k), added in slot order */
 void llmc_weighted_sum_f32(float *y, const float *x, const float *w, int n_tokens, int k, int n);
-
-/* y (n_tokens, k, n_out): slot j of token t = W[sel[t, j]] · x_t (+ bias[sel[t, j]]).
- * w: E experts of n_out rows; x (n_tokens, n_in), or (n_tokens, k, n_in) if x_per_slot; bias (E, n_out)
- * or NULL; scratch: moe_matmul_scratch_bytes(type, n_in). */
-void llmc_moe_matmul_f32(llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
-                         const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
-                         void *scratch);
-void llmc_moe_matmul_f16(llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
-                         const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
-                         void *scratch);
-void llmc_moe_matmul_bf16(llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
-                          const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
-                          void *scratch);
-void llmc_moe_matmul_q8_0(llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
-                          const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
-                          void *scratch);
-void llmc_moe_matmul_q4_0(llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
-                          const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
-                          void *scratch);
-void llmc_moe_matmul_q4_1(llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
-                          const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
-                          void *scratch);
-void llmc_moe_matmul_q4_k(llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
-                          const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
-                          void *scratch);
-void llmc_moe_matmul_q6_k(llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
-                          const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
-                          void *scratch);
-void llmc_moe_matmul_mxfp4(llmc_threads *th, float *y, const void *w, const float *x, int x_per_slot,
-                           const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
-                           void *scratch);
 
 #ifdef __cplusplus
 }

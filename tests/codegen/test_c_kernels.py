@@ -34,6 +34,8 @@ from llmc.codegen.c.kernels import (KERNELS, attention_scratch_bytes, function_n
 from llmc.codegen.c.matmul import MATMUL_TYPES, function_name, render_matmul
 from llmc.ir import quant, reference
 
+from tests.fixtures import weights
+
 RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime" / "c"
 FLAGS = ("-O2", "-march=native", "-fPIC", "-Wall", "-Wextra", "-Werror")
 N_THREADS = 2
@@ -45,8 +47,12 @@ FEW = settings(max_examples=25, deadline=None)
 
 def cdef_from_header(text: str) -> str:
     """llmc_kernels.h without preprocessor lines and the C++ guard, which cffi cannot parse."""
-    lines = [line for line in text.splitlines()
-             if not line.startswith("#") and line.strip() not in ('extern "C" {', "}")]
+    lines, in_directive = [], False
+    for line in text.splitlines():
+        directive = in_directive or line.startswith("#")
+        in_directive = directive and line.endswith("\\")      # a macro continued on the next line
+        if not directive and line.strip() not in ('extern "C" {', "}"):
+            lines.append(line)
     return "typedef struct llmc_threads llmc_threads;\n" + "\n".join(lines)
 
 
@@ -117,27 +123,7 @@ def assert_close(y: np.ndarray, ref: np.ndarray, rel: float, scale: np.ndarray |
 
 # ---- weights in ggml layout --------------------------------------------------------------------------
 
-# byte offsets of the f16 scale fields of each block type; every other byte is a valid code
-F16_SCALE_FIELDS = {"Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q4_K": (0, 2), "Q6_K": (208,)}
-
-
-def random_rows(ggml_type: str, rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
-    """Bytes of a random (rows, n) tensor of ggml_type: random codes, small finite scales."""
-    values = rng.standard_normal((rows, n)).astype(f32)
-    if ggml_type == "F32":
-        return values.view(np.uint8).reshape(-1)
-    if ggml_type == "F16":
-        return values.astype(np.float16).view(np.uint8).reshape(-1)
-    if ggml_type == "BF16":
-        return (values.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8).reshape(-1)
-    block, nbytes = quant.BLOCK_LAYOUT[ggml_type]
-    raw = rng.integers(0, 256, size=(rows * n // block, nbytes), dtype=np.uint8)
-    if ggml_type == "MXFP4":
-        raw[:, 0] = rng.integers(118, 130, size=raw.shape[0])         # scales 2^-10 .. 2^1
-    for off in F16_SCALE_FIELDS.get(ggml_type, ()):
-        scales = rng.uniform(-0.05, 0.05, size=(raw.shape[0], 1)).astype(np.float16)
-        raw[:, off:off + 2] = scales.view(np.uint8)
-    return raw.reshape(-1)
+random_rows = weights.random_rows
 
 
 def block_sizes(ggml_type: str):
@@ -325,8 +311,8 @@ def test_moe_matmul(lib, ggml_type, n_tokens, k, n_out, x_per_slot, use_bias, da
     xs = np.broadcast_to(x[:, None, :], (n_tokens, k, n_in)) if not x_per_slot else x
     xq = quant.quantize_activations(xs.reshape(-1, n_in), quant.VEC_DOT_TYPE[ggml_type]).reshape(xs.shape)
     size = np.einsum("tji,tjoi->tjo", np.abs(xq), np.abs(w[sel])) + 1e-30
-    if ggml_type == "Q4_1":
-        # Q4_1 multiplies the block minimum by Q8_1's f16 sum s (quant.matmul_reference), which
+    if quant.VEC_DOT_TYPE[ggml_type] == "Q8_1":
+        # Q4_1 and Q5_1 multiply the block minimum by Q8_1's f16 sum s (quant.matmul_reference), which
         # reference.matmul's dequantized product does not model: compare with the exact definition
         ref = np.stack([np.stack([quant.matmul_reference(
             w_raw.reshape(n_experts, -1)[sel[t, j]], ggml_type, xs[t, j], n_in, n_out)[0]
