@@ -225,6 +225,8 @@ def _op_json(graph: Graph, n) -> dict:
          "decomposed_from": str(n.attrs["decomposed_from"].value) if "decomposed_from" in n.attrs else ""}
     if n.op is Op.TRANSFER:
         j["transfer"] = {"src": n.attrs["src"].value, "dst": n.attrs["dst"].value}
+    if n.fused is not None:
+        j["fused"] = {"group": n.fused.group, "stored": n.fused.stored}
     return j
 
 
