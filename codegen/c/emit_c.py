@@ -9,7 +9,7 @@ from llmc.codegen.core.pointwise import node_kernel
 from llmc.ir.ops import POINTWISE
 
 from . import pointwise as c_pointwise
-from .schedule import ROPE_MODE, Call, Emitter
+from llmc.codegen.core.schedule import ROPE_MODE, Call, Emitter
 
 
 class CEmitter(Emitter):

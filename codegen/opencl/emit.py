@@ -1,6 +1,6 @@
 """The OpenCL emitter: the host side of the nodes placed on an OpenCL device, as generated C.
 
-The model's C schedule (codegen/c/schedule.py) stays the one host program; for a device of codegen kind
+The model's host schedule (codegen/core/schedule.py) stays the one host program; for a device of codegen kind
 "opencl" this emitter adds
   - at load: the device (llmc_ocl_open), one cl_mem per slot of the device's memory plan, every weight the
     device's nodes read uploaded once (a matmul weight's type checked against the profile, its program
@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from llmc.codegen.c.schedule import ROPE_MODE, TYPE_IDS, Call, Emitter
+from llmc.codegen.core.schedule import ROPE_MODE, TYPE_IDS, Call, Emitter
 from llmc.codegen.core.pointwise import KernelPlan, node_kernel
 from llmc.compiler.plan_memory import MemoryPlan
 from llmc.ir import expr as X
