@@ -216,13 +216,13 @@ def _manifest(graph: Graph, plan: MemoryPlan, target: str, arch_file: str, spec,
 
 def _op_json(graph: Graph, n) -> dict:
     """One node for the manifest: where it runs and why (partition_graph and decompose_ops wrote why)."""
-    why = str(n.attrs["placement"].value).partition(": ")[2] if "placement" in n.attrs else ""
+    why = n.placement
     j = {"id": n.id, "op": n.op.value, "label": n.label, "region": n.region,
          "shape": [str(d) for d in n.shape], "loc": str(n.loc) if n.loc else None,
          "device": n.device or "cpu", "inputs": [i for i in graph.inputs(n.id) if i is not None],
-         "fallback": why if "fallback_from" in n.attrs else "",
+         "fallback": why if n.fallback_from else "",
          "placement_note": why if why.startswith("assumed") else "",
-         "decomposed_from": str(n.attrs["decomposed_from"].value) if "decomposed_from" in n.attrs else ""}
+         "decomposed_from": n.decomposed_from}
     if n.op is Op.TRANSFER:
         j["transfer"] = {"src": n.attrs["src"].value, "dst": n.attrs["dst"].value}
     if n.fused is not None:

@@ -110,9 +110,9 @@ def plan_memory(graph: Graph, device: str | None = None, alignment: int = 64) ->
     life = {n: [pos[n], pos[n]] for n in values}
     # a matmul group (compiler/passes/group_matmuls.py) writes every member's output at its first member
     for n in values:
-        group = graph.node(n).attrs.get("group")
-        if group is not None and int(group.value) in pos:
-            life[n][0] = min(life[n][0], pos[int(group.value)])
+        group = graph.node(n).matmul_group
+        if group is not None and group in pos:
+            life[n][0] = min(life[n][0], pos[group])
     for n in order:
         for src in graph.inputs(n):
             if src is None or graph.node(src).op is Op.WEIGHT:

@@ -40,7 +40,12 @@ class Node:
     region: str
     label: str = ""                 # the DSL name it was assigned to, for dumps and generated comments
     device: str = ""                # set by partitioning; "" means not yet placed
-    fused: Fused | None = None      # set by fuse_pointwise
+    # What passes learned about the node (typed, never parsed back from strings):
+    placement: str = ""             # partition_graph: why it runs on `device`
+    fallback_from: str = ""         # partition_graph: the target profile it could not run on, if any
+    decomposed_from: str = ""       # decompose_ops: the composite it came from, and why
+    matmul_group: int | None = None  # group_matmuls: the first member of its matmul group
+    fused: Fused | None = None      # fuse_pointwise
 
 
 @dataclass(frozen=True)
@@ -169,8 +174,12 @@ class Graph:
             attrs = ", ".join(f"{k}={v}" for k, v in n.attrs.items())
             where = f"  # {n.loc}" if n.loc else ""
             dev = f" @{n.device}" if n.device else ""
+            notes = [f"{k}={v}" for k, v in (("placement", n.placement), ("fallback_from", n.fallback_from),
+                                             ("decomposed_from", n.decomposed_from),
+                                             ("matmul_group", n.matmul_group), ("fused", n.fused)) if v]
             lines.append(f"[{n.region}] %{n.id} = {n.op.value}({ins}) {shape} {n.dtype}"
-                         f"{' {' + attrs + '}' if attrs else ''}{dev}  {n.label}{where}")
+                         f"{' {' + attrs + '}' if attrs else ''}{dev}  {n.label}{where}"
+                         + (f"  [{'; '.join(notes)}]" if notes else ""))
         return "\n".join(lines)
 
 

@@ -35,7 +35,7 @@ class CEmitter(Emitter):
         if op is Op.EMBED:
             fn, extra = b.weight_kernel("embed", ins[0])
             return Call(where, [f"{fn}({', '.join(extra + [out, v(ins[0]), v(ins[1]), 'T', cols])});"])
-        if op is Op.MATMUL and "group" in a:
+        if op is Op.MATMUL and n.matmul_group is not None:
             return self._matmul_group(b, n, where)
         if op is Op.MATMUL:
             x, w, bias = ins
@@ -108,11 +108,11 @@ class CEmitter(Emitter):
         """The first member of a matmul group emits the whole group (compiler/passes/group_matmuls.py);
         the memory plan keeps every member's output free from there on."""
         g = b.graph
-        leader = int(n.attrs["group"].value)
+        leader = n.matmul_group
         if n.id != leader:
             return None
         members = [m for m in g.order(n.region) if g.node(m).op is Op.MATMUL
-                   and "group" in g.node(m).attrs and int(g.node(m).attrs["group"].value) == leader]
+                   and g.node(m).matmul_group == leader]
         x = g.inputs(leader)[0]
         ws = [g.inputs(m)[1] for m in members]
         n_in = b.ci(g.node(ws[0]).shape[1])
