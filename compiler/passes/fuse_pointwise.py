@@ -5,7 +5,7 @@ device, in the same region, over the same (rows, n) view, and the device's backe
 kernels (its profile says `pointwise = true`). The group's kernel computes every member from the values
 the group reads from outside: a residual add and the next norm read h and the attention output once and
 write both h and the normed x (one pass over the activations instead of two); rms_norm·w, GLU·up, post
-norms, softcaps and scales fold into their neighbours.
+norms, logit caps and scales fold into their neighbours.
 
 Members get a typed `Fused(group, stored)` (ir/graph.py): `group` is the member that runs the kernel
 (the last in run order; Graph.order keeps members consecutive); `stored` members are read outside the
