@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
                    "(without baking it in)")
     c.add_argument("--device-memory", metavar="[DEVICE=]SIZE", action="append", default=[],
                    help="override a device's memory, e.g. 8GiB (the target) or cpu=16GiB; repeatable")
+    c.add_argument("--cross", metavar="MACHINE", help="build the host code for another machine: aarch64 "
+                   "(the artifact then runs there: bin/llmc-run, or llmc.load on that machine)")
+    c.add_argument("--arch-flags", metavar="CPU", help="with --cross: armv8.2-a+dotprod (default, NEON dot "
+                   "products) or armv8-a (plain NEON)")
     c.set_defaults(func=cmd_compile)
 
     e = sub.add_parser("explain", help="where every node of a compiled artifact runs, and why")
@@ -136,9 +140,10 @@ def cmd_compile(args) -> int:
     if args.out is None:
         args.out = default_out_dir(args.arch, args.target)
     result = compile_model(arch_path(args.arch), args.target, args.out, args.specialize, args.dump_ir,
-                           gguf=args.gguf, device_memory=memory)
+                           gguf=args.gguf, device_memory=memory, cross=args.cross, arch_flags=args.arch_flags)
     g = result.graph
-    print(f"compiled {args.arch} for {args.target} in {result.seconds:.1f} s"
+    machine = f" on {args.cross} ({result.manifest['build']['arch_flags']})" if args.cross else ""
+    print(f"compiled {args.arch} for {args.target}{machine} in {result.seconds:.1f} s"
           f"{' (library from the build cache)' if result.cached else ''}: {len(g)} IR nodes, "
           f"{len(result.plan.slots)} arena slots{', specialized to ' + result.manifest['specialized']['file'] if result.manifest['specialized'] else ''}")
     print(result.report)

@@ -18,7 +18,7 @@ from typing import Any
 from llmc.compiler.plan_memory import MemoryPlan
 from llmc.ir import expr as X
 from llmc.ir.graph import Graph, Node
-from llmc.ir.ops import Op
+from llmc.ir.ops import POINTWISE, Op
 from llmc.ir.quant import WEIGHT_TYPES
 
 from .matmul import _ENV
@@ -96,6 +96,7 @@ class Schedule:
     last_rows_only: bool = False                                  # the post region runs on T_out rows
     post_inputs: list[tuple[str, str]] = field(default_factory=list)  # (buffer, row elems) the post region reads
     multi_seq: bool = True                                        # every attention runs on the CPU
+    functions: dict[str, str] = field(default_factory=dict)      # generated kernels (C), by name
 
 
 class ScheduleBuilder:
@@ -233,8 +234,7 @@ class ScheduleBuilder:
         s.logits = self.var(g.outputs["logits"])
         return s
 
-    ROW_WISE = frozenset({Op.RMS_NORM, Op.RMS_NORM_MUL, Op.MUL, Op.ADD, Op.SCALE, Op.MATMUL, Op.SQR, Op.MEAN,
-                          Op.RSQRT, Op.SILU, Op.SWIGLU, Op.SOFTMAX, Op.WEIGHT})
+    ROW_WISE = POINTWISE | {Op.MATMUL, Op.WEIGHT}
 
     def _post_is_row_wise(self) -> bool:
         """When every op after the layer block treats token rows independently, a call that wants only

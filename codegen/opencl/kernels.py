@@ -1,7 +1,9 @@
 """OpenCL C kernels for every op the opencl/adreno profiles can place, as two kinds of program.
 
-- the common program: every op without a weight (elementwise, row reductions, rope, attention and the
-  activation quantizers), one kernel per op, named ``<op>_f32`` (``act_<vec_dot_type>`` for quantizers);
+- the common program: every op without a weight (router ops, rope, attention and the activation
+  quantizers), one kernel per op, named ``<op>_f32`` (``act_<vec_dot_type>`` for quantizers); the model's
+  elementwise and row ops are generated from ir/pointwise.py into the same program
+  (codegen/opencl/pointwise.py);
 - one program per weight type: ``matmul_<type>``, ``moe_matmul_<type>`` and ``embed_<type>``, whose
   block dequantizer is the C target's own (``codegen/c/templates/_dequant.c.j2``), so the two targets
   read a block the same way by construction.
@@ -33,10 +35,7 @@ ENV = jinja2.Environment(
 
 # template of the common program -> the kernels it defines
 COMMON: dict[str, tuple[str, ...]] = {
-    "elementwise.cl.j2": ("add_f32", "mul_f32", "scale_f32", "sqr_f32", "rsqrt_f32", "silu_f32",
-                          "swiglu_f32", "swiglu_oai_f32"),
-    "rows.cl.j2": ("mean_f32", "rms_norm_f32", "rms_norm_mul_f32", "softmax_f32", "top_k_f32", "gather_f32",
-                   "weighted_sum_f32"),
+    "rows.cl.j2": ("top_k_f32", "gather_f32", "weighted_sum_f32"),
     "rope.cl.j2": ("rope_f32",),
     "attention.cl.j2": ("kv_store_f32", "attention_f32"),
     "act_quant.cl.j2": ("act_q8_0", "act_q8_1", "act_q8_k", "act_f16", "act_bf16"),

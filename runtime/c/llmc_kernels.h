@@ -18,23 +18,9 @@ extern "C" {
 
 /* ---- embedding and MoE matmul, one per weight type: llmc_weight_types.h ---- */
 
-/* ---- elementwise: y (rows, n) = a (rows, n) op b, b (b_rows, n) with b_rows == 1 or rows ---- */
+/* ---- a matmul's bias: y (rows, n) = a (rows, n) + b, b (b_rows, n) with b_rows == 1 or rows ----
+ * (Elementwise and row ops are generated into each model's C from ir/pointwise.py.) */
 void llmc_add_f32(float *y, const float *a, const float *b, int rows, int n, int b_rows);
-void llmc_mul_f32(float *y, const float *a, const float *b, int rows, int n, int b_rows);
-
-/* ---- elementwise over n values (y may alias x) ---- */
-void llmc_scale_f32(float *y, const float *x, long n, float scale, float bias);  /* x*scale + bias */
-void llmc_sqr_f32(float *y, const float *x, long n);
-void llmc_rsqrt_f32(float *y, const float *x, long n);                          /* 1/sqrtf(x) */
-void llmc_silu_f32(float *y, const float *x, long n);
-void llmc_swiglu_f32(float *y, const float *g, const float *u, long n);          /* silu(g)*u */
-void llmc_swiglu_oai_f32(float *y, const float *g, const float *u, long n, float alpha, float limit);
-
-/* ---- per row of x (rows, n) ---- */
-void llmc_mean_f32(float *y, const float *x, int rows, int n);                  /* y (rows,) */
-void llmc_rms_norm_f32(float *y, const float *x, int rows, int n, float eps);
-void llmc_rms_norm_mul_f32(float *y, const float *x, const float *w, int rows, int n, float eps);
-void llmc_softmax_f32(float *y, const float *x, int rows, int n);
 
 /* ---- RoPE, in place on x (n_tokens, n_heads, head_dim) at positions pos (n_tokens,) ---- */
 typedef struct {
@@ -51,12 +37,13 @@ void llmc_rope_f32(float *x, const int32_t *pos, int n_tokens, int n_heads, int 
  * Token t belongs to sequence seq[t] at position positions[t]: its k_new, v_new row (n_head_kv, head_dim)
  * is stored at that sequence's cache row positions[t], then out (n_tokens, n_head*head_dim) = attention
  * of q (n_tokens, n_head, head_dim) over that sequence's rows 0..positions[t] (the caller checks seq and
- * positions). window 0: full causal; sinks (n_head) or NULL; scratch: attention_scratch_bytes(n_ctx,
+ * positions). window 0: full causal; softcap > 0: each logit is softcap * tanh(q·k * scale / softcap)
+ * (Gemma 2), else q·k * scale; sinks (n_head) or NULL; scratch: attention_scratch_bytes(n_ctx,
  * n_threads). out may alias q. */
 void llmc_attention_f32(llmc_threads *th, float *out, const float *q, const float *k_new, const float *v_new,
                         uint16_t *k_cache, uint16_t *v_cache, const int32_t *seq, const int32_t *positions,
                         int n_tokens, int n_head, int n_head_kv, int head_dim, int n_ctx, float scale, int window,
-                        const float *sinks, float *scratch);
+                        float softcap, const float *sinks, float *scratch);
 
 /* ---- mixture of experts ---- */
 /* idx (rows, k): the k largest of each row of x (rows, n), largest first, ties to the lower index */

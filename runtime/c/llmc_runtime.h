@@ -60,6 +60,9 @@ LLMC_API int llmc_forward_batch(llmc_model *m, const int32_t *tokens, const int3
                                 size_t err_len);
 LLMC_API void llmc_model_free(llmc_model *m);
 LLMC_API int llmc_model_n_params(void);
+/* The hyperparameters llmc_model_load takes, computed from the file's metadata and tensor dims (defined by
+ * the generated llmc_params.c, codegen/c/params.py); 0 and a message if the file does not fit. */
+LLMC_API int llmc_model_params(const char *gguf_path, double *params, int n_params, char *err, size_t err_len);
 LLMC_API int llmc_model_n_vocab(const llmc_model *m);
 LLMC_API int llmc_model_n_ctx(const llmc_model *m);
 LLMC_API int llmc_model_n_seq(const llmc_model *m);
