@@ -86,7 +86,7 @@ class QemuKernels:
                                      stdout=subprocess.PIPE)
 
     def matmul(self, ggml_type: str, w_raw: np.ndarray, x: np.ndarray, n_out: int, n_threads: int = 1) -> np.ndarray:
-        """n_threads is ignored: the harness runs one thread (its pool is not what is tested here)."""
+        """n_threads is ignored: the harness has one pool of 2 threads (thread counts are tested natively)."""
         x = np.ascontiguousarray(x, dtype="<f4")
         n_tokens, n_in = x.shape
         w = np.ascontiguousarray(w_raw).view(np.uint8)
