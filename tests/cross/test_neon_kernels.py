@@ -85,7 +85,8 @@ class QemuKernels:
         self.proc = subprocess.Popen([AARCH64.emulator, "-L", AARCH64.sysroot, str(exe)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE)
 
-    def matmul(self, ggml_type: str, w_raw: np.ndarray, x: np.ndarray, n_out: int) -> np.ndarray:
+    def matmul(self, ggml_type: str, w_raw: np.ndarray, x: np.ndarray, n_out: int, n_threads: int = 1) -> np.ndarray:
+        """n_threads is ignored: the harness has one pool of 2 threads (thread counts are tested natively)."""
         x = np.ascontiguousarray(x, dtype="<f4")
         n_tokens, n_in = x.shape
         w = np.ascontiguousarray(w_raw).view(np.uint8)
@@ -121,7 +122,7 @@ def test_neon_dot_matches_reference(dotprod, ggml_type):
     @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(shapes(block_size(ggml_type)))
     def run(shape):
-        n_in, n_out, n_tokens, seed = shape
+        n_in, n_out, n_tokens, seed, _threads = shape
         check_matmul(dotprod, ggml_type, seed, n_in, n_out, n_tokens)
 
     run()
