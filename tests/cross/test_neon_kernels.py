@@ -20,7 +20,7 @@ from llmc.codegen.c.matmul import MATMUL_TYPES, function_name, matmul_scratch_by
 from tests.codegen.test_c_matmul import block_size, check_matmul, shapes
 from tests.cross.qemu import AARCH64, require_aarch64
 
-NEON_TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "MXFP4")
+NEON_TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "MXFP4", "Q4_K", "Q6_K")
 
 HARNESS = """/* Serves matmul requests on stdin for tests/cross/test_neon_kernels.py: (type, n_in, n_out, n_tokens,
  * threads) as int32, the weight's byte count as uint64, the weight bytes, the activations (n_tokens x n_in f32);
