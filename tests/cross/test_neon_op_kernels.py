@@ -1,7 +1,8 @@
 """tests/codegen/test_c_kernels.py's property tests of the op kernels (attention with its NEON f16 dot
-products, rope, embed, top-k, MoE, ...), run unchanged against the aarch64 build under qemu: every test
-there that takes the `lib` fixture is collected here too, with `lib` replaced by tests/cross/kernel_rpc.py's
-library. Same tolerances as there."""
+products, bias add, rope, embed, top-k, MoE, ...), run unchanged against the aarch64 build under qemu:
+every test there that takes the `lib` fixture is collected here too, with `lib` replaced by
+tests/cross/kernel_rpc.py's library. Same tolerances as there. (The elementwise and row ops are generated
+per model from ir/pointwise.py; test_pointwise_qemu.py runs their tests under qemu.)"""
 from __future__ import annotations
 
 import inspect
