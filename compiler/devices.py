@@ -6,7 +6,9 @@ ever tests a device's name. A malformed profile is an LlmcError naming the file 
 
 Profile schema (every table may hold `source = "..."`):
 
-    name, description, codegen ("c" | "opencl" | "ascendc"), fallback (a profile name, or "" for the cpu)
+    name, description, codegen ("c" | "opencl" | "ascendc"), fallback (a profile name, or "" for the cpu),
+    pointwise (true: the backend generates every elementwise and row op of ir/pointwise.py from its
+               definition, so they are native unless an [ops.<op>] table says otherwise)
     [memory]   bytes ("8GiB", or "host" for this machine's RAM), alignment, verified, shared_with_fallback
     [compute]  cores, vector_bytes, ub_bytes, npu_arch, has_data_copy_pad, has_shift
     [weights]  unsupported = "fallback" | "refuse", message (shown when a weight type is not supported)
@@ -14,7 +16,7 @@ Profile schema (every table may hold `source = "..."`):
                dim_multiple_of (the last dim of the first input must divide by it),
                refuse_inputs = [optional inputs that make the op unsupported when present],
                reason (why not native / what the limit is), refuse_reason
-An op with no [ops.<op>] table is not native on that device.
+Any other op with no [ops.<op>] table is not native on that device.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from llmc.ir.bind import SUPPORTED_WEIGHT_TYPES
 from llmc.ir.errors import LlmcError
 from llmc.ir.expr import try_eval
 from llmc.ir.graph import Node
-from llmc.ir.ops import LEAVES, SPECS, Op
+from llmc.ir.ops import LEAVES, POINTWISE, SPECS, Op
 
 DEVICES_DIR = Path(__file__).with_name("devices")
 CODEGEN_KINDS = ("c", "opencl", "ascendc")
@@ -125,7 +127,8 @@ class DeviceProfile:
 
 # ---- loading --------------------------------------------------------------------------------------------
 
-_TOP = {"name", "description", "codegen", "fallback", "source", "memory", "compute", "weights", "ops"}
+_TOP = {"name", "description", "codegen", "fallback", "source", "memory", "compute", "weights", "ops",
+        "pointwise"}
 _MEMORY = {"bytes", "alignment", "verified", "shared_with_fallback", "source"}
 _COMPUTE = {"cores", "vector_bytes", "ub_bytes", "npu_arch", "has_data_copy_pad", "has_shift", "source"}
 _WEIGHTS = {"unsupported", "message", "source"}
@@ -245,6 +248,9 @@ def load_profile(path: str | os.PathLike) -> DeviceProfile:
         if not isinstance(rule_table, dict):
             raise ProfileError(f"{path}: ops.{op_name}: expected a table")
         ops[op] = _rule(_Reader(path, rule_table, f"ops.{op_name}.", _RULE), op)
+    if top.get("pointwise", bool, False):
+        generated = OpRule(source="generated from its definition in ir/pointwise.py")
+        ops = {**{op: generated for op in sorted(POINTWISE, key=lambda o: o.value)}, **ops}
     extra = {k: comp.table[k] for k in ("npu_arch", "has_data_copy_pad", "has_shift") if k in comp.table}
     sources = {
         k: data[k]["source"]

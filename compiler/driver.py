@@ -92,10 +92,14 @@ def specialization(graph: Graph, gguf_path: str) -> dict:
 def compile_model(arch_file: str, target: str, out_dir: str, specialize: str | None = None,
                   dump_ir: str | None = None, gguf: str | None = None,
                   device_memory: dict[str, int] | None = None, n_batch: int = DEFAULT_N_BATCH,
-                  profiles_dir: str | os.PathLike = DEVICES_DIR) -> CompileResult:
+                  profiles_dir: str | os.PathLike = DEVICES_DIR, cross: str | None = None,
+                  arch_flags: str | None = None) -> CompileResult:
     """Compile for a device profile (`c` is the cpu). gguf (or specialize) is a weights file that informs
     placement (weight types, dims) and memory fitting; only specialize bakes it into the code.
-    device_memory overrides the profiles' memory sizes (device -> bytes)."""
+    device_memory overrides the profiles' memory sizes (device -> bytes). cross builds the host code for
+    another machine (codegen/c/build.py CROSS_TARGETS), arch_flags picks its CPU level."""
+    from llmc.codegen.c import build, params
+    tools = build.toolchain(cross, arch_flags)        # refuses an unknown or uninstalled target first
     profiles = list_profiles(profiles_dir)
     profile = get_profile(target, profiles_dir)
     t0 = time.perf_counter()
@@ -110,13 +114,14 @@ def compile_model(arch_file: str, target: str, out_dir: str, specialize: str | N
     spec = specialization(graph, specialize) if specialize else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from llmc.codegen.c import build, schedule
     codegen, rendered = _render(graph, plans, spec, profiles, devices)
     model_c, extra_sources, link_flags, emitters = rendered
     plan = plans["cpu"] if not codegen["stand_in"] else plan_memory(_on_cpu(graph))
+    extra_sources = {**extra_sources, params.SOURCE: params.render_params_c(graph, spec)}
     hashes = build.write_sources(out, model_c, extra_sources)
-    library, cached = build.build(out, hashes, link_flags=link_flags)
+    library, cached = build.build(out, hashes, link_flags=link_flags, tools=tools)
     manifest = _manifest(graph, plan, target, arch_file, spec, hashes, library.name)
+    manifest["build"] = {**tools.manifest(), "runner": build.RUNNER}
     manifest.update(_placement(graph, profile, profiles, plans, fit, device_memory or {}))
     manifest["codegen"] = codegen
     for device, emitter in emitters.items():

@@ -20,6 +20,7 @@ TOKENS_SYMBOL = "T"            # the number of tokens in this step
 _GGUF_NAME = re.compile(r"^[A-Za-z0-9_.\-{}]+$")
 _SUGAR = {"linear": "matmul (+ bias): linear(x, w) or linear(x, w, b)"}
 ROPE_MODES = {"norm": 0, "neox": 2}
+_LIST_ATTRS = {(Op.RESHAPE, "shape"), (Op.SPLIT, "sizes")}       # attributes written as [d0, d1, ...]
 
 
 @dataclass(frozen=True)
@@ -290,9 +291,9 @@ class Elaborator:
         return str(lo) if lo == hi else f"{lo} to {hi}"
 
     def _attr(self, op: Op, kw: ast.KwArg):
-        if op is Op.RESHAPE and kw.name == "shape":
+        if (op, kw.name) in _LIST_ATTRS:
             if not isinstance(kw.value, ast.EList):
-                raise DslError("reshape needs shape=[d0, d1, ...]", kw.loc)
+                raise DslError(f"{op.value} needs {kw.name}=[d0, d1, ...]", kw.loc)
             return tuple(self.scalar(d) for d in kw.value.items)
         if op is Op.ROPE and kw.name == "mode":
             if not isinstance(kw.value, ast.EName) or kw.value.id not in ROPE_MODES:

@@ -24,8 +24,14 @@ _TOKEN_NAMES = {
 
 @lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
+    """The LALR parser; building its tables takes ~0.2 s, so lark keeps them in the llmc cache, keyed by the
+    grammar's text and lark's version (a changed grammar makes a new file)."""
+    from llmc.fetch import cache_dir
+    tables = os.path.join(cache_dir(), "lark")
+    os.makedirs(tables, exist_ok=True)
     with open(_GRAMMAR) as f:
-        return lark.Lark(f.read(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+        return lark.Lark(f.read(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                         cache=os.path.join(tables, f"grammar-{lark.__version__}.cache"))
 
 
 class _ToAst(Transformer):

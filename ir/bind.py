@@ -13,8 +13,9 @@ from . import expr as X
 from .errors import BindError
 from .graph import Graph
 from .ops import LEAVES, Op, ShapeError, infer_shape
+from .quant import WEIGHT_TYPES
 
-SUPPORTED_WEIGHT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "MXFP4")
+SUPPORTED_WEIGHT_TYPES = tuple(WEIGHT_TYPES)
 # Tensors that are not matmul weights (norm gains, biases, sinks, embeddings) may be any supported type.
 CHECK_T = (1, 3)     # token counts used to check shapes that depend on T
 

@@ -219,3 +219,50 @@ def to_c(e: Expr, name: Callable[[str], str]) -> str:
     if isinstance(e, Call):
         return f"{_C_FUNCS[e.func]}({', '.join(to_c(a, name) for a in e.args)})"
     raise TypeError(f"not an expression: {e!r}")
+
+
+# ---- hyperparameter formulas as C (an artifact computes its parameters without Python) ----------------
+# Values there are `llmc_hp` (a number, or a string from the file's metadata): the generated file defines
+# llmc_hp_<op> for every operator and function below, with Python's meaning for numbers (division of
+# integers that divide exactly is exact in double, % is floor modulo, int() truncates) and for strings
+# (== and != compare contents, a non-empty string is true). Where Python would raise (a string in
+# arithmetic, sqrt of a negative) the C value is NaN or inf instead.
+_C_HP_BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "==": "eq", "!=": "ne",
+                "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "and": "and"}
+_C_HP_FUNCS = {"sqrt": "sqrt", "log": "log", "min": "min", "max": "max", "int": "int", "float": "float"}
+C_HP_FUNCS = frozenset(_C_HP_FUNCS)      # FUNCTIONS must be a subset (tests/cross/test_params_c.py)
+
+
+def c_string(text: str) -> str:
+    """A C string literal holding text's UTF-8 bytes: everything but letters, digits and a few safe
+    characters is an octal escape, so no DSL or GGUF text can end the literal or form a trigraph."""
+    safe = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.{}:- ")
+    return '"' + "".join(chr(c) if c in safe else f"\\{c:03o}" for c in text.encode()) + '"'
+
+
+def to_c_hp(e: Expr, name: Callable[[str], str]) -> str:
+    """C source for e over llmc_hp values; name() maps each free name to a C expression of type llmc_hp."""
+    if isinstance(e, Num):
+        if isinstance(e.value, str):
+            return f"llmc_hp_str({c_string(e.value)})"
+        return f"llmc_hp_num({float(e.value)!r})"
+    if isinstance(e, Name):
+        return name(e.id)
+    if isinstance(e, BinOp):
+        return f"llmc_hp_{_C_HP_BINARY[e.op]}({to_c_hp(e.left, name)}, {to_c_hp(e.right, name)})"
+    if isinstance(e, Neg):
+        return f"llmc_hp_neg({to_c_hp(e.operand, name)})"
+    if isinstance(e, Cond):
+        return f"(llmc_hp_truth({to_c_hp(e.test, name)}) ? {to_c_hp(e.then, name)} : {to_c_hp(e.otherwise, name)})"
+    if isinstance(e, Call):
+        if e.func not in _C_HP_FUNCS:
+            raise ValueError(f"{e.func}() has no C form for hyperparameters (ir/expr.py _C_HP_FUNCS)")
+        args = [to_c_hp(a, name) for a in e.args]
+        fn = f"llmc_hp_{_C_HP_FUNCS[e.func]}"
+        if e.func in ("min", "max"):           # Python's min/max take any number of arguments
+            out = args[-1]
+            for a in reversed(args[:-1]):
+                out = f"{fn}({a}, {out})"
+            return out
+        return f"{fn}({', '.join(args)})"
+    raise TypeError(f"not an expression: {e!r}")

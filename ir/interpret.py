@@ -14,7 +14,7 @@ from . import reference as ref
 from .bind import Binding
 from .errors import LlmcError
 from .graph import Graph
-from .ops import LEAVES, Op
+from .ops import LEAVES, POINTWISE, Op
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,11 @@ def _moe_matmul(it, nid, layer, ins, a):
     return ref.moe_matmul(x, w.data, sel, _data(b), w.ggml_type)
 
 
+def _pointwise(it, nid, layer, ins, a):
+    name = it.graph.node(nid).op.value
+    return getattr(ref, name)(*[_data(v) for v in ins], **a)
+
+
 def _attention(it, nid, layer, ins, a):
     q, k, v, sinks = ins
     key = (nid, layer)
@@ -97,7 +102,8 @@ def _attention(it, nid, layer, ins, a):
     start, end = it.n_past, it.n_past + len(q)
     kc[start:end] = k.astype(np.float16)
     vc[start:end] = v.astype(np.float16)
-    return ref.attention(q, kc[:end], vc[:end], it.positions, a["scale"], int(a["window"]), _data(sinks))
+    return ref.attention(q, kc[:end], vc[:end], it.positions, a["scale"], int(a["window"]), _data(sinks),
+                         a.get("softcap", 0.0))
 
 
 _RUN: dict[Op, Callable] = {
@@ -106,25 +112,14 @@ _RUN: dict[Op, Callable] = {
     Op.WEIGHT: lambda it, nid, layer, ins, a: it.weight(nid, layer),
     Op.EMBED: lambda it, nid, layer, ins, a: ref.embed(ins[0].data, ins[1]),
     Op.MATMUL: _matmul,
-    Op.ADD: lambda it, nid, layer, ins, a: ref.add(_data(ins[0]), _data(ins[1])),
-    Op.MUL: lambda it, nid, layer, ins, a: ref.mul(_data(ins[0]), _data(ins[1])),
-    Op.SCALE: lambda it, nid, layer, ins, a: ref.scale(ins[0], a["scale"], a["bias"]),
-    Op.SQR: lambda it, nid, layer, ins, a: ref.sqr(ins[0]),
-    Op.MEAN: lambda it, nid, layer, ins, a: ref.mean(ins[0]),
-    Op.RSQRT: lambda it, nid, layer, ins, a: ref.rsqrt(ins[0]),
-    Op.SILU: lambda it, nid, layer, ins, a: ref.silu(ins[0]),
-    Op.SOFTMAX: lambda it, nid, layer, ins, a: ref.softmax(ins[0]),
     Op.ROPE: lambda it, nid, layer, ins, a: ref.rope(ins[0], ins[1], **a),
-    Op.SWIGLU_OAI: lambda it, nid, layer, ins, a: ref.swiglu_oai(ins[0], ins[1], a["alpha"], a["limit"]),
     Op.TOPK: lambda it, nid, layer, ins, a: ref.top_k(ins[0], int(a["k"])),
     Op.GATHER: lambda it, nid, layer, ins, a: ref.gather(ins[0], ins[1]),
     Op.MOE_MATMUL: _moe_matmul,
     Op.WEIGHTED_SUM: lambda it, nid, layer, ins, a: ref.weighted_sum(ins[0], ins[1]),
     Op.RESHAPE: lambda it, nid, layer, ins, a: _data(ins[0]).reshape(tuple(int(d) for d in a["shape"])),
     Op.TRANSFER: lambda it, nid, layer, ins, a: ins[0],
-    Op.RMS_NORM: lambda it, nid, layer, ins, a: ref.rms_norm(ins[0], a["eps"]),
-    Op.SWIGLU: lambda it, nid, layer, ins, a: ref.swiglu(ins[0], ins[1]),
-    Op.RMS_NORM_MUL: lambda it, nid, layer, ins, a: ref.rms_norm_mul(ins[0], _data(ins[1]), a["eps"]),
     Op.ATTENTION: _attention,
+    **{op: _pointwise for op in POINTWISE},
 }
 assert set(_RUN) | LEAVES == set(Op), f"interpreter misses {set(Op) - set(_RUN) - LEAVES}"

@@ -1,5 +1,8 @@
 """The op vocabulary: one enum, and for each op its inputs, attributes and shape rule.
 
+Elementwise and row ops are defined in ir/pointwise.py (expression trees); their enum members, specs
+and shape rule derive from there. The ops below with hand-written kernels are listed here.
+
 Shapes are in numpy order: activations are (T, features) where T is the number of tokens in this step.
 Weights are (out, in) as PyTorch stores them; GGUF lists the same tensor as ne = [in, out].
 Composite ops (rms_norm, swiglu, attention) have a decomposition into primitives in `ir/decompose.py`
@@ -11,41 +14,31 @@ import enum
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
+from . import pointwise
 from .expr import BinOp, Expr, Num, Value, same_dim
 
 Shape = tuple[Expr, ...]
 
 
-class Op(enum.Enum):
+# Ops with hand-written kernels (and the leaves the compiler makes); every op of ir/pointwise.py joins
+# them by its name, so an elementwise or row op is defined in that one file.
+_FIXED = {
     # leaves
-    TOKENS = "tokens"
-    POSITIONS = "positions"
-    WEIGHT = "weight"
-    LOOP_IN = "loop_in"
+    "TOKENS": "tokens", "POSITIONS": "positions", "WEIGHT": "weight", "LOOP_IN": "loop_in",
     # primitives
-    EMBED = "embed"
-    MATMUL = "matmul"
-    ADD = "add"
-    MUL = "mul"
-    SCALE = "scale"
-    SQR = "sqr"
-    MEAN = "mean"
-    RSQRT = "rsqrt"
-    SILU = "silu"
-    SOFTMAX = "softmax"
-    ROPE = "rope"
-    SWIGLU_OAI = "swiglu_oai"
-    TOPK = "top_k"
-    GATHER = "gather"
-    MOE_MATMUL = "moe_matmul"
-    WEIGHTED_SUM = "weighted_sum"
-    RESHAPE = "reshape"
-    TRANSFER = "transfer"
+    "EMBED": "embed", "MATMUL": "matmul", "ROPE": "rope", "TOPK": "top_k", "GATHER": "gather",
+    "MOE_MATMUL": "moe_matmul", "WEIGHTED_SUM": "weighted_sum", "RESHAPE": "reshape", "TRANSFER": "transfer",
     # composites
-    RMS_NORM = "rms_norm"
-    SWIGLU = "swiglu"
-    ATTENTION = "attention"
-    RMS_NORM_MUL = "rms_norm_mul"      # rms_norm(x) * w, made by compiler/passes/fuse_ops.py
+    "ATTENTION": "attention",
+}
+Op = enum.Enum("Op", {**_FIXED, **{name.upper(): name for name in pointwise.OPS}})
+Op.__doc__ = "The op vocabulary: the fixed ops above and every op of ir/pointwise.py (Op.SILU, Op.GELU, ...)."
+POINTWISE: frozenset = frozenset(Op(name) for name in pointwise.OPS)   # ops defined in ir/pointwise.py
+
+
+def definition(op) -> "pointwise.Pointwise":
+    """The expression-tree definition of a pointwise op."""
+    return pointwise.OPS[op.value]
 
 
 class ShapeError(Exception):
@@ -72,24 +65,14 @@ def _spec(op, inputs, attrs=None, composite=False, doc=""):
 ROPE_ATTRS = {"mode": "norm", "n_dims": None, "base": 10000.0, "freq_scale": 1.0, "ext_factor": 0.0,
               "attn_factor": 1.0, "beta_fast": 32.0, "beta_slow": 1.0, "n_ctx_orig": 0}
 
-SPECS: dict[Op, OpSpec] = {s.op: s for s in [
+SPECS: dict[Op, OpSpec] = {s.op: s for s in [*[
     _spec(Op.TOKENS, [], doc="token ids of this step, (T,) int32"),
     _spec(Op.POSITIONS, [], doc="absolute positions of this step, (T,) int32"),
     _spec(Op.WEIGHT, [], doc="a GGUF tensor"),
     _spec(Op.LOOP_IN, [], doc="a value carried from one layer to the next"),
     _spec(Op.EMBED, ["table", "tokens"], doc="rows of table (V, n) at tokens (T,) -> (T, n)"),
     _spec(Op.MATMUL, ["x", "w", "bias?"], doc="x (..., n_in) @ w (n_out, n_in)^T [+ bias] -> (..., n_out)"),
-    _spec(Op.ADD, ["a", "b"], doc="a + b, b broadcast over leading axes"),
-    _spec(Op.MUL, ["a", "b"], doc="a * b, b broadcast over leading axes"),
-    _spec(Op.SCALE, ["x"], {"scale": 1.0, "bias": 0.0}, doc="x * scale + bias"),
-    _spec(Op.SQR, ["x"], doc="x * x"),
-    _spec(Op.MEAN, ["x"], doc="mean over the last axis, kept as size 1"),
-    _spec(Op.RSQRT, ["x"], doc="1 / sqrt(x)"),
-    _spec(Op.SILU, ["x"], doc="x * sigmoid(x)"),
-    _spec(Op.SOFTMAX, ["x"], doc="softmax over the last axis"),
     _spec(Op.ROPE, ["x", "positions"], ROPE_ATTRS, doc="rotary embedding of x (T, heads, head_dim)"),
-    _spec(Op.SWIGLU_OAI, ["gate", "up"], {"alpha": 1.702, "limit": 7.0},
-          doc="gpt-oss: min(g, limit) * sigmoid(alpha * min(g, limit)) * (clamp(u, ±limit) + 1)"),
     _spec(Op.TOPK, ["x"], {"k": None}, doc="indices of the k largest values of each row, descending"),
     _spec(Op.GATHER, ["x", "index"], doc="x (T, n) at index (T, k) -> (T, k)"),
     _spec(Op.MOE_MATMUL, ["x", "w", "selected", "bias?"],
@@ -97,13 +80,10 @@ SPECS: dict[Op, OpSpec] = {s.op: s for s in [
     _spec(Op.WEIGHTED_SUM, ["x", "weights"], doc="sum over k of x (T, k, n) * weights (T, k) -> (T, n)"),
     _spec(Op.RESHAPE, ["x"], {"shape": None}, doc="same data, new shape"),
     _spec(Op.TRANSFER, ["x"], {"src": None, "dst": None}, doc="copy between devices"),
-    _spec(Op.RMS_NORM, ["x"], {"eps": None}, composite=True, doc="x / sqrt(mean(x^2) + eps)"),
-    _spec(Op.SWIGLU, ["gate", "up"], composite=True, doc="silu(gate) * up"),
-    _spec(Op.ATTENTION, ["q", "k", "v", "sinks?"], {"scale": None, "window": 0}, composite=True,
-          doc="causal GQA attention over the KV cache of this layer; q (T, Hq, D), k/v (T, Hkv, D)"),
-    _spec(Op.RMS_NORM_MUL, ["x", "w"], {"eps": None}, composite=True,
-          doc="rms_norm(x, eps) * w, w (n,) broadcast over the rows of x (..., n)"),
-]}
+    _spec(Op.ATTENTION, ["q", "k", "v", "sinks?"], {"scale": None, "window": 0, "softcap": 0.0}, composite=True,
+          doc="causal GQA attention over the KV cache of this layer; q (T, Hq, D), k/v (T, Hkv, D); "
+              "softcap > 0 caps the logits: softcap * tanh(q·k * scale / softcap) (Gemma 2)"),
+], *[_spec(Op(p.name), p.inputs, p.attrs, p.composite, p.doc) for p in pointwise.OPS.values()]]}
 assert set(SPECS) == set(Op), "every op needs a spec"
 
 LEAVES = frozenset({Op.TOKENS, Op.POSITIONS, Op.WEIGHT, Op.LOOP_IN})
@@ -143,12 +123,10 @@ def infer_shape(op: Op, shapes: Sequence[Shape | None], attrs: Mapping[str, Expr
     checked again when a GGUF file binds them.
     """
     s = shapes
-    if op in (Op.ADD, Op.MUL, Op.RMS_NORM_MUL):
-        return _broadcast(s[0], s[1], env, op.value)
-    if op in (Op.SCALE, Op.SQR, Op.RSQRT, Op.SILU, Op.SOFTMAX, Op.RMS_NORM, Op.TRANSFER):
+    if op in POINTWISE:
+        return _pointwise_shape(op, s, attrs, env)
+    if op is Op.TRANSFER:
         return s[0]
-    if op is Op.MEAN:
-        return s[0][:-1] + (Num(1),)
     if op is Op.EMBED:
         _rank(s[0], 2, "embed table")
         return s[1] + (s[0][1],)
@@ -160,9 +138,6 @@ def infer_shape(op: Op, shapes: Sequence[Shape | None], attrs: Mapping[str, Expr
         return s[0][:-1] + (s[1][0],)
     if op is Op.ROPE:
         _rank(s[0], 3, "rope input (T, heads, head_dim)")
-        return s[0]
-    if op in (Op.SWIGLU, Op.SWIGLU_OAI):
-        _expect(s[0][-1], s[1][-1], env, f"{op.value} of gate {_fmt(s[0])} and up {_fmt(s[1])}")
         return s[0]
     if op is Op.TOPK:
         return s[0][:-1] + (attrs["k"],)
@@ -189,6 +164,33 @@ def infer_shape(op: Op, shapes: Sequence[Shape | None], attrs: Mapping[str, Expr
         _expect(s[1][1], s[2][1], env, f"attention kv heads of k {_fmt(s[1])} and v {_fmt(s[2])}")
         return (s[0][0], BinOp("*", s[0][1], s[2][2]))
     raise ShapeError(f"no shape rule for {op.value}")
+
+
+def _pointwise_shape(op, s: list, attrs: Mapping[str, Expr], env: DimEnv) -> Shape:
+    """Inputs broadcast against the first (a vector (n,), or one value per row (..., 1)); a per-row op
+    (mean) keeps its last axis as 1; split keeps the leading axes and takes its part's size."""
+    p = definition(op)
+    if op.value in pointwise.SLICING:
+        sizes = attrs["sizes"]
+        if not isinstance(sizes, tuple) or not sizes:
+            raise ShapeError(f"{op.value} needs sizes=[d0, d1, ...]")
+        part = attrs["part"]
+        if not isinstance(part, Num) or not isinstance(part.value, (int, float)) or part.value != int(part.value):
+            raise ShapeError(f"{op.value} part must be a whole number literal, got {part}")
+        if not 0 <= int(part.value) < len(sizes):
+            raise ShapeError(f"{op.value} part={int(part.value)} is out of range: sizes has {len(sizes)} parts")
+        total = sizes[0]
+        for d in sizes[1:]:
+            total = BinOp("+", total, d)
+        _expect(s[0][-1], total, env, f"{op.value} of {_fmt(s[0])} into sizes summing to {total}")
+        return s[0][:-1] + (sizes[int(part.value)],)
+    out = s[0]
+    for name, shape in zip(p.inputs[1:], s[1:]):
+        if shape is not None:
+            out = _broadcast(out, shape, env, op.value)
+    if pointwise.per_row(p.expr):
+        return out[:-1] + (Num(1),)
+    return out
 
 
 def _rank(shape: Shape, rank: int, what: str) -> None:

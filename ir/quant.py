@@ -14,35 +14,54 @@ numpy only: ir/ imports nothing else of llmc. gguf is imported lazily by the wei
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+@dataclass(frozen=True)
+class WeightType:
+    """One ggml weight type llmc reads: its GGUF id, block layout and the activation type it meets."""
+
+    name: str               # ggml's name, e.g. "Q4_K"
+    type_id: int            # ggml_type / GGUF tensor type id
+    block: int              # elements per block
+    block_bytes: int        # bytes per block
+    vec_dot: str            # type the activations are converted to before the dot product (§6)
+
+
+# Every weight type llmc's kernels take: the one list (C dispatch, binding checks, device profiles and
+# tests derive theirs from it). Adding a type = a row here, its block layout in codegen/c/templates/
+# _dequant.c.j2 and its dot kernel matmul_<type>.c.j2. Layouts: ggml's ggml-common.h (docs/numerics.md §5).
+WEIGHT_TYPES: dict[str, WeightType] = {t.name: t for t in (
+    WeightType("F32", 0, 1, 4, "F32"),
+    WeightType("F16", 1, 1, 2, "F16"),
+    WeightType("BF16", 30, 1, 2, "BF16"),
+    WeightType("Q8_0", 8, 32, 34, "Q8_0"),
+    WeightType("Q4_0", 2, 32, 18, "Q8_0"),
+    WeightType("Q4_1", 3, 32, 20, "Q8_1"),
+    WeightType("Q5_0", 6, 32, 22, "Q8_0"),
+    WeightType("Q5_1", 7, 32, 24, "Q8_1"),
+    WeightType("Q2_K", 10, 256, 84, "Q8_K"),
+    WeightType("Q3_K", 11, 256, 110, "Q8_K"),
+    WeightType("Q4_K", 12, 256, 144, "Q8_K"),
+    WeightType("Q5_K", 13, 256, 176, "Q8_K"),
+    WeightType("Q6_K", 14, 256, 210, "Q8_K"),
+    WeightType("IQ4_NL", 20, 32, 18, "Q8_0"),
+    WeightType("IQ4_XS", 23, 256, 136, "Q8_K"),
+    WeightType("MXFP4", 39, 32, 17, "Q8_0"),
+)}
+
 # weight type -> type the activations are converted to before the dot product
-VEC_DOT_TYPE: dict[str, str] = {
-    "F32": "F32",
-    "F16": "F16",
-    "BF16": "BF16",
-    "Q8_0": "Q8_0",
-    "Q4_0": "Q8_0",
-    "Q4_1": "Q8_1",
-    "MXFP4": "Q8_0",
-    "Q4_K": "Q8_K",
-    "Q6_K": "Q8_K",
+VEC_DOT_TYPE: dict[str, str] = {name: t.vec_dot for name, t in WEIGHT_TYPES.items()}
+
+# ggml type -> (elements per block, bytes per block): the weight types and the activation-only ones
+BLOCK_LAYOUT: dict[str, tuple[int, int]] = {
+    **{name: (t.block, t.block_bytes) for name, t in WEIGHT_TYPES.items()},
+    "Q8_1": (32, 36),
+    "Q8_K": (256, 292),
 }
 
-# ggml type -> (elements per block, bytes per block)
-BLOCK_LAYOUT: dict[str, tuple[int, int]] = {
-    "F32": (1, 4),
-    "F16": (1, 2),
-    "BF16": (1, 2),
-    "Q4_0": (32, 18),
-    "Q4_1": (32, 20),
-    "Q8_0": (32, 34),
-    "Q8_1": (32, 36),
-    "Q4_K": (256, 144),
-    "Q6_K": (256, 210),
-    "Q8_K": (256, 292),
-    "MXFP4": (32, 17),
-}
+# Weights met by Q8_1 activations (Q4_1, Q5_1): f16 d, f16 m first in each block; m multiplies Q8_1's s.
 
 
 def row_bytes(ggml_type: str, n: int) -> int:
@@ -153,25 +172,26 @@ def dequantize(w_raw: np.ndarray, ggml_type: str, n_in: int, n_out: int) -> np.n
     return np.asarray(w, dtype=np.float32).reshape(n_out, n_in)
 
 
-def _q4_1_split(w_raw: np.ndarray, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Q4_1 weights as (d·q (n_out, n_in), m (n_out, n_in/32)) f32: dequantized with m zeroed, and m."""
-    blocks = np.ascontiguousarray(w_raw).view(np.uint8).reshape(n_out, n_in // 32, 20).copy()
+def _split_min(w_raw: np.ndarray, ggml_type: str, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_1 / Q5_1 weights as (d·q (n_out, n_in), m (n_out, n_in/32)) f32: dequantized with m zeroed, and m."""
+    block_bytes = BLOCK_LAYOUT[ggml_type][1]
+    blocks = np.ascontiguousarray(w_raw).view(np.uint8).reshape(n_out, n_in // 32, block_bytes).copy()
     m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
     blocks[..., 2:4] = 0
-    return dequantize(blocks, "Q4_1", n_in, n_out), m
+    return dequantize(blocks, ggml_type, n_in, n_out), m
 
 
 def matmul_reference(w_raw: np.ndarray, ggml_type: str, x: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
     """y (T, n_out) f32 = activations converted to vec_dot_type @ dequantized Wᵀ, summed in float64.
 
-    For Q4_1 the per-block minimum multiplies the Q8_1 ``s`` field instead of the dequantized
-    activations, as ggml_vec_dot_q4_1_q8_1 does.
+    For Q4_1 and Q5_1 the per-block minimum multiplies the Q8_1 ``s`` field instead of the dequantized
+    activations, as ggml_vec_dot_q4_1_q8_1 / q5_1_q8_1 do.
     """
     x = np.asarray(x, dtype=np.float32).reshape(-1, n_in)
     xq = quantize_activations(x, VEC_DOT_TYPE[ggml_type]).astype(np.float64)
-    if ggml_type != "Q4_1":
+    if VEC_DOT_TYPE[ggml_type] != "Q8_1":
         w = dequantize(w_raw, ggml_type, n_in, n_out).astype(np.float64)
         return (xq @ w.T).astype(np.float32)
-    w_scaled, m = _q4_1_split(w_raw, n_in, n_out)
+    w_scaled, m = _split_min(w_raw, ggml_type, n_in, n_out)
     s = q8_1_sums(x).astype(np.float64)                               # (T, n_in/32)
     return (xq @ w_scaled.astype(np.float64).T + s @ m.astype(np.float64).T).astype(np.float32)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import quant
+from . import pointwise, quant
 
 f32 = np.float32
 
@@ -33,61 +33,23 @@ def matmul(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, ggml_type: str
     return y.reshape(*lead, w.shape[0])
 
 
-def add(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    return a if b is None else (a + b).astype(f32)
+def _pointwise(name: str):
+    """The reference of a pointwise op, from its definition in ir/pointwise.py: inputs positionally (None
+    for an absent optional one), then its attributes positionally or by keyword."""
+    p = pointwise.OPS[name]
+
+    def run(*args, **kw):
+        ins, rest = list(args[:len(p.inputs)]), args[len(p.inputs):]
+        attrs = {**dict(zip(p.attrs, rest)), **kw}
+        return pointwise.reference(name, *ins, **attrs)
+    run.__name__ = name
+    run.__doc__ = f"{p.doc} (ir/pointwise.py)"
+    return run
 
 
-def mul(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    return a if b is None else (a * b).astype(f32)
-
-
-def scale(x: np.ndarray, scale: float, bias: float) -> np.ndarray:
-    return (x * f32(scale) + f32(bias)).astype(f32)
-
-
-def sqr(x: np.ndarray) -> np.ndarray:
-    return (x * x).astype(f32)
-
-
-def mean(x: np.ndarray) -> np.ndarray:
-    """Mean over the last axis, accumulated in double (as ggml), kept as an axis of size 1."""
-    return (x.astype(np.float64).sum(axis=-1, keepdims=True) / x.shape[-1]).astype(f32)
-
-
-def rsqrt(x: np.ndarray) -> np.ndarray:
-    return (f32(1.0) / np.sqrt(x.astype(f32))).astype(f32)
-
-
-def rms_norm(x: np.ndarray, eps: float) -> np.ndarray:
-    """x / sqrt(mean(x^2) + eps): the squares summed in double, mean cast to f32, sqrtf in f32."""
-    ms = mean(sqr(x))
-    return (x * (f32(1.0) / np.sqrt(ms + f32(eps)))).astype(f32)
-
-
-def rms_norm_mul(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
-    """rms_norm(x) * w, rounded as the two ops (the fused kernel must not change the numerics)."""
-    return mul(rms_norm(x, eps), w)
-
-
-def silu(x: np.ndarray) -> np.ndarray:
-    x = x.astype(f32)
-    return (x / (f32(1.0) + np.exp(-x))).astype(f32)
-
-
-def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
-    return (silu(gate) * up).astype(f32)
-
-
-def swiglu_oai(gate: np.ndarray, up: np.ndarray, alpha: float, limit: float) -> np.ndarray:
-    """gpt-oss: the gate is clamped from above only, up on both sides, and up gets +1."""
-    g = np.minimum(gate, f32(limit)).astype(f32)
-    u = np.clip(up, f32(-limit), f32(limit)).astype(f32)
-    return (g / (f32(1.0) + np.exp(f32(alpha) * -g)) * (u + f32(1.0))).astype(f32)
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp((x - x.max(axis=-1, keepdims=True)).astype(f32))
-    return (e / e.astype(np.float64).sum(axis=-1, keepdims=True)).astype(f32)
+# add, mul, div, scale, sqr, rsqrt, silu, tanh, exp, gelu, gelu_erf, softcap, mean, softmax, rms_norm,
+# rms_norm_mul, layer_norm, swiglu, swiglu_oai, split: one function each, from ir/pointwise.py
+globals().update({name: _pointwise(name) for name in pointwise.OPS})
 
 
 def rope_cache(positions: np.ndarray, n_dims: int, base: float, freq_scale: float, ext_factor: float,
@@ -141,13 +103,15 @@ def rope(x: np.ndarray, positions: np.ndarray, mode: str, n_dims: int, base: flo
 
 
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np.ndarray, scale: float,
-              window: int, sinks: np.ndarray | None) -> np.ndarray:
+              window: int, sinks: np.ndarray | None, softcap: float = 0.0) -> np.ndarray:
     """Causal GQA attention of this step's queries over the cache.
 
     q (T, Hq, D) f32; k_cache, v_cache (n_kv, Hkv, D) already holding this step's keys (stored as f16);
     q_pos (T,) absolute positions; key j is visible to query t iff j <= q_pos[t] and
     (window == 0 or q_pos[t] - j < window). sinks (Hq,) are extra logits, unscaled, only in the
-    denominator. Returns (T, Hq * D)."""
+    denominator. softcap > 0 caps each logit: softcap * tanh(q·k * (scale / softcap)), as ggml's CPU flash
+    attention does (ggml-cpu/ops.cpp: scale /= logit_softcap; s = logit_softcap * tanhf(s * scale)); with
+    scale 1 (Gemma 2 scales q instead) that is also the non-flash tanh(kq / c) * c. Returns (T, Hq * D)."""
     T, n_head, d = q.shape
     n_kv, n_head_kv, dv = v_cache.shape
     group = n_head // n_head_kv
@@ -161,7 +125,11 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
     out = np.empty((T, n_head, dv), np.float64)
     for h in range(n_head):
         kh = k[:, h // group, :]                            # (n_kv, D)
-        s = (qh[:, h, :] @ kh.T) * scale                    # (T, n_kv)
+        s = qh[:, h, :] @ kh.T                              # (T, n_kv)
+        if softcap > 0:
+            s = f32(softcap) * np.tanh((s * f32(f32(scale) / f32(softcap))).astype(f32)).astype(np.float64)
+        else:
+            s = s * scale
         s = np.where(visible, s, -np.inf)
         m = s.max(axis=1, keepdims=True)
         if sinks is not None:

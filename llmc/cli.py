@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 from llmc.ir.errors import LlmcError
 
@@ -43,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
                    "(without baking it in)")
     c.add_argument("--device-memory", metavar="[DEVICE=]SIZE", action="append", default=[],
                    help="override a device's memory, e.g. 8GiB (the target) or cpu=16GiB; repeatable")
+    c.add_argument("--cross", metavar="MACHINE", help="build the host code for another machine: aarch64 "
+                   "(the artifact then runs there: bin/llmc-run, or llmc.load on that machine)")
+    c.add_argument("--arch-flags", metavar="CPU", help="with --cross: armv8.2-a+dotprod (default, NEON dot "
+                   "products) or armv8-a (plain NEON)")
     c.set_defaults(func=cmd_compile)
 
     e = sub.add_parser("explain", help="where every node of a compiled artifact runs, and why")
@@ -97,8 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="prefill and decode tok/s, with llama.cpp on the same file when available")
     b.add_argument("artifact")
     b.add_argument("-m", "--gguf", required=True)
-    b.add_argument("--prompt-tokens", type=int, default=128)
-    b.add_argument("--gen-tokens", type=int, default=64)
+    b.add_argument("-p", "--prompt-tokens", type=int, default=128, help="prompt length of the prefill test")
+    b.add_argument("-n", "--gen-tokens", type=int, default=64, help="tokens of the decode test")
+    b.add_argument("-d", "--depth", type=int, default=0, help="tokens already in the cache (llama-bench -d)")
     b.add_argument("--repeats", type=int, default=5)
     b.add_argument("-t", "--threads", type=int, default=2)
     b.add_argument("--no-llama", action="store_true", help="skip the llama.cpp comparison")
@@ -145,9 +148,10 @@ def cmd_compile(args) -> int:
     if args.out is None:
         args.out = default_out_dir(args.arch, args.target)
     result = compile_model(arch_path(args.arch), args.target, args.out, args.specialize, args.dump_ir,
-                           gguf=args.gguf, device_memory=memory)
+                           gguf=args.gguf, device_memory=memory, cross=args.cross, arch_flags=args.arch_flags)
     g = result.graph
-    print(f"compiled {args.arch} for {args.target} in {result.seconds:.1f} s"
+    machine = f" on {args.cross} ({result.manifest['build']['arch_flags']})" if args.cross else ""
+    print(f"compiled {args.arch} for {args.target}{machine} in {result.seconds:.1f} s"
           f"{' (library from the build cache)' if result.cached else ''}: {len(g)} IR nodes, "
           f"{len(result.plan.slots)} arena slots{', specialized to ' + result.manifest['specialized']['file'] if result.manifest['specialized'] else ''}")
     print(result.report)
@@ -228,39 +232,10 @@ def cmd_serve(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    import numpy as np
-
-    import llmc
-    model = llmc.load(args.artifact, args.gguf, n_ctx=args.prompt_tokens + args.gen_tokens + 8,
-                      n_threads=args.threads, n_batch=args.prompt_tokens)
-    rng = np.random.default_rng(0)
-    prompt = rng.integers(0, model.n_vocab, size=args.prompt_tokens).astype(np.int32)
-    gen = rng.integers(0, model.n_vocab, size=args.gen_tokens).astype(np.int32)
-    prefill, decode = [], []
-    for _ in range(args.repeats + 1):               # the first run warms caches and is dropped
-        model.engine.reset()
-        t0 = time.perf_counter()
-        model.engine.forward(prompt, False)
-        t1 = time.perf_counter()
-        for tok in gen:
-            model.engine.forward(np.array([tok], np.int32), False)
-        t2 = time.perf_counter()
-        prefill.append(len(prompt) / (t1 - t0))
-        decode.append(len(gen) / (t2 - t1))
-    ours = {"prefill_tok_s": statistics.median(prefill[1:]), "decode_tok_s": statistics.median(decode[1:])}
-    print(f"llmc [{model.target}] {args.threads} threads: prefill {ours['prefill_tok_s']:.1f} tok/s "
-          f"({args.prompt_tokens} tokens), decode {ours['decode_tok_s']:.1f} tok/s ({args.gen_tokens} tokens), "
-          f"medians of {args.repeats}; peak RSS {_peak_rss_mib('self'):.0f} MiB")
-    if args.no_llama:
-        return 0
-    ref = _llama_bench(args)
-    if ref is None:
-        return 0
-    print(f"llama.cpp {args.threads} threads: prefill {ref['prefill_tok_s']:.1f} tok/s, "
-          f"decode {ref['decode_tok_s']:.1f} tok/s; peak RSS {_peak_rss_mib('children'):.0f} MiB "
-          f"(its process, Python included)")
-    print(f"ratio llmc / llama.cpp: prefill {ours['prefill_tok_s'] / ref['prefill_tok_s']:.2f}x, "
-          f"decode {ours['decode_tok_s'] / ref['decode_tok_s']:.2f}x")
+    from llmc import bench
+    bench.run(args.artifact, args.gguf, args.prompt_tokens, args.gen_tokens, args.depth, args.repeats,
+              args.threads, compare=not args.no_llama)
+    print(f"peak RSS {_peak_rss_mib('self'):.0f} MiB (llmc, Python included)")
     return 0
 
 
@@ -269,28 +244,6 @@ def _peak_rss_mib(who: str) -> float:
     import resource
     usage = resource.getrusage(resource.RUSAGE_SELF if who == "self" else resource.RUSAGE_CHILDREN)
     return usage.ru_maxrss / 1024          # Linux reports KiB
-
-
-def _llama_bench(args) -> dict | None:
-    """llama.cpp on the same file, in a child process with its default OpenMP wait policy (the oracle sets
-    PASSIVE for tests on shared cores; spinning is what llama.cpp users get)."""
-    import json
-    import subprocess
-    code = ("import json, sys\nfrom llmc import oracle\n"
-            "try:\n    r = oracle.llama_bench(*json.loads(sys.argv[1]))\n"
-            "except oracle.OracleUnavailable as exc:\n    r = {'unavailable': str(exc)}\n"
-            "print(json.dumps(r))\n")
-    env = {**os.environ, "OMP_WAIT_POLICY": ""}      # empty: libgomp's default, not the oracle's PASSIVE
-    argv = json.dumps([args.gguf, args.prompt_tokens, args.gen_tokens, args.repeats, args.threads])
-    proc = subprocess.run([sys.executable, "-c", code, argv], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        print(f"llama.cpp: not measured (it failed: {proc.stderr.strip()[-300:]})")
-        return None
-    ref = json.loads(proc.stdout.strip().splitlines()[-1])
-    if "unavailable" in ref:
-        print(f"llama.cpp: not measured ({ref['unavailable']})")
-        return None
-    return ref
 
 
 def cmd_demo(args) -> int:

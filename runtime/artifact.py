@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 
 import numpy as np
 
@@ -43,8 +44,22 @@ def _get_ffi():
     return _ffi
 
 
+_MACHINE_ALIASES = {"arm64": "aarch64", "amd64": "x86_64"}
+
+
+def check_machine(artifact_dir: str, manifest: dict) -> None:
+    """Refuse an artifact built for another machine (llmc compile --cross) before dlopen fails on it."""
+    built = manifest.get("build", {}).get("machine")
+    here = platform.machine().lower()
+    if built and _MACHINE_ALIASES.get(built, built) != _MACHINE_ALIASES.get(here, here):
+        raise LlmcError(f"{artifact_dir} was built for {built} (--cross {manifest['build'].get('cross')}) and "
+                        f"this machine is {here}: run it on an {built} machine (bin/llmc-run, or llmc.load "
+                        f"there), or compile it again here without --cross")
+
+
 def _library(artifact_dir: str, manifest: dict):
     """The artifact's shared library (dlopen of the same path again returns the same handle)."""
+    check_machine(artifact_dir, manifest)
     return _get_ffi().dlopen(os.path.join(os.path.abspath(artifact_dir), manifest["library"]))
 
 

@@ -4,11 +4,24 @@ Each fixture file is written once per test session into its own tmp_path_factory
 """
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
 
 from tests.fixtures import models
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With LLMC_FORBID_SKIPS set (CI sets it), a skip is a failure: CI has every tool, model and oracle, so a
+    skipped check there means a check that silently did not run."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("LLMC_FORBID_SKIPS") and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped in CI (LLMC_FORBID_SKIPS): {reason}"
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,10 @@ from llmc.ir import expr as X
 from llmc.ir.graph import Node
 from llmc.ir.ops import Op
 
+from llmc.codegen.core.pointwise import node_kernel
+from llmc.ir.ops import POINTWISE
+
+from . import pointwise as c_pointwise
 from .schedule import ROPE_MODE, Call, Emitter
 
 
@@ -42,42 +46,8 @@ class CEmitter(Emitter):
             if bias is not None:
                 lines.append(self._bias(b, out, bias, rows, n_out))
             return Call(where, lines)
-        if op in (Op.ADD, Op.MUL) and len(g.node(ins[1]).shape) == len(shape) and len(shape) > 1 \
-                and g.node(ins[1]).shape[-1] == X.Num(1) and shape[-1] != X.Num(1):
-            # b (..., 1) scales each row of a (..., n): the per-row broadcast a decomposed rms_norm makes
-            sym = "+" if op is Op.ADD else "*"
-            return Call(where, [f"for (long r = 0; r < {rows}; r++)",
-                                f"    for (long i = 0; i < {cols}; i++)",
-                                f"        {out}[r * {cols} + i] = {v(ins[0])}[r * {cols} + i] {sym} {v(ins[1])}[r];"])
-        if op in (Op.ADD, Op.MUL):
-            fn = "llmc_add_f32" if op is Op.ADD else "llmc_mul_f32"
-            bshape = g.node(ins[1]).shape
-            b_rows = b.numel(bshape, -1)
-            call = f"{fn}({out}, {v(ins[0])}, {v(ins[1])}, {rows}, {cols}, {b_rows});"
-            if g.node(ins[1]).op is Op.WEIGHT and g.node(ins[1]).attrs.get("optional"):
-                return Call(where, [f"if ({v(ins[1])}) {call}",
-                                    f"else if ({out} != {v(ins[0])}) memcpy({out}, {v(ins[0])}, sizeof(float) * {total});"])
-            return Call(where, [call])
-        if op is Op.SCALE:
-            return Call(where, [f"llmc_scale_f32({out}, {v(ins[0])}, {total}, (float)({b.c(a['scale'])}), "
-                                f"(float)({b.c(a['bias'])}));"])
-        if op in (Op.SQR, Op.RSQRT, Op.SILU):
-            return Call(where, [f"llmc_{op.value}_f32({out}, {v(ins[0])}, {total});"])
-        if op is Op.MEAN:
-            src = g.node(ins[0]).shape
-            return Call(where, [f"llmc_mean_f32({out}, {v(ins[0])}, {b.numel(src, -1)}, {b.ci(src[-1])});"])
-        if op is Op.SOFTMAX:
-            return Call(where, [f"llmc_softmax_f32({out}, {v(ins[0])}, {rows}, {cols});"])
-        if op is Op.RMS_NORM:
-            return Call(where, [f"llmc_rms_norm_f32({out}, {v(ins[0])}, {rows}, {cols}, (float)({b.c(a['eps'])}));"])
-        if op is Op.RMS_NORM_MUL:
-            return Call(where, [f"llmc_rms_norm_mul_f32({out}, {v(ins[0])}, {v(ins[1])}, {rows}, {cols}, "
-                                f"(float)({b.c(a['eps'])}));"])
-        if op is Op.SWIGLU:
-            return Call(where, [f"llmc_swiglu_f32({out}, {v(ins[0])}, {v(ins[1])}, {total});"])
-        if op is Op.SWIGLU_OAI:
-            return Call(where, [f"llmc_swiglu_oai_f32({out}, {v(ins[0])}, {v(ins[1])}, {total}, "
-                                f"(float)({b.c(a['alpha'])}), (float)({b.c(a['limit'])}));"])
+        if op in POINTWISE:
+            return Call(where, [self.pointwise(b, n)])
         if op is Op.ROPE:
             mode = ROPE_MODE[a["mode"].value]
             p = (f"{{ .mode = {mode}, .n_dims = {b.ci(a['n_dims'])}, .base = (float)({b.c(a['base'])}), "
@@ -99,7 +69,8 @@ class CEmitter(Emitter):
             return Call(where, [f"llmc_attention_f32(m->th, {out}, {v(q)}, {v(k)}, {v(val)}, "
                                 f"m->k_{kv} + {layer}, m->v_{kv} + {layer}, in_seq, in_pos, T, "
                                 f"{b.ci(qs[1])}, {b.ci(ks[1])}, {b.ci(qs[2])}, m->n_ctx, "
-                                f"(float)({b.c(a['scale'])}), {b.ci(a['window'])}, {sink}, m->attn_scratch);"])
+                                f"(float)({b.c(a['scale'])}), {b.ci(a['window'])}, (float)({b.c(a['softcap'])}), {sink}, "
+                                "m->attn_scratch);"])
         if op is Op.TOPK:
             src = g.node(ins[0]).shape
             return Call(where, [f"llmc_top_k_f32({out}, {v(ins[0])}, {b.numel(src, -1)}, {b.ci(src[-1])}, "
@@ -119,6 +90,17 @@ class CEmitter(Emitter):
             return Call(where, [f"llmc_weighted_sum_f32({out}, {v(ins[0])}, {v(ins[1])}, T, {b.ci(xs[1])}, "
                                 f"{b.ci(xs[2])});"])
         raise NotImplementedError(f"the C target has no kernel for {op.value} ({n.loc})")
+
+    def pointwise(self, b, n: Node) -> str:
+        """A call of the generated kernel of a pointwise node (its definition is added to model.c once)."""
+        k = node_kernel(b.graph, n)
+        if k.plan.name not in b.s.functions:
+            b.s.functions.setdefault("llmc_round_f16", c_pointwise.ROUND_F16)
+            b.s.functions[k.plan.name] = c_pointwise.function(k.plan)
+        return c_pointwise.call(k.plan, b.var(n.id), {o: b.var(nid) for o, nid in k.inputs.items()},
+                                b.numel(k.rows), f"(long)({b.c(k.n)})",
+                                {o: (f"(long)({b.c(st)})", f"(long)({b.c(off)})") for o, (st, off) in k.slices.items()},
+                                {a: b.c(v) for a, v in k.scalars.items()})
 
     def _matmul_group(self, b, n: Node, where: str) -> Call | None:
         """The first member of a matmul group emits the whole group (compiler/passes/group_matmuls.py);

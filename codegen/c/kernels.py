@@ -1,4 +1,6 @@
-"""C kernels for every op except the dense matmul (codegen/c/matmul.py): one template per op family.
+"""C kernels of the ops with hand-written kernels, except the dense matmul (codegen/c/matmul.py): one
+template per op family. Elementwise and row ops are generated per model from ir/pointwise.py instead
+(codegen/c/pointwise.py); `llmc_add_f32` stays here as the host's matmul-bias add.
 
 Each family is one template ``templates/<family>.c.j2`` rendering one C translation unit; families
 that take a weight type (``embed``, ``moe_matmul``) render one unit per type. Every public function is
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from llmc.ir.quant import BLOCK_LAYOUT
 
-from .matmul import _ENV, MATMUL_TYPES, function_name, matmul_scratch_bytes
+from .matmul import _ENV, MATMUL_TYPES, WEIGHT_TYPES_HEADER, function_name, matmul_scratch_bytes
 
 HEADER_PATH = Path(__file__).resolve().parents[2] / "runtime" / "c" / "llmc_kernels.h"
 
@@ -35,15 +37,9 @@ class KernelFamily:
 
 KERNELS: dict[str, KernelFamily] = {
     "embed": KernelFamily("embed.c.j2", ("llmc_embed_{type}",), MATMUL_TYPES),
-    "binary": KernelFamily("binary.c.j2", ("llmc_add_f32", "llmc_mul_f32")),
-    "unary": KernelFamily("unary.c.j2",
-                          ("llmc_scale_f32", "llmc_sqr_f32", "llmc_rsqrt_f32", "llmc_silu_f32")),
-    "mean": KernelFamily("mean.c.j2", ("llmc_mean_f32",)),
-    "rms_norm": KernelFamily("rms_norm.c.j2", ("llmc_rms_norm_f32", "llmc_rms_norm_mul_f32")),
+    "bias": KernelFamily("bias.c.j2", ("llmc_add_f32",)),
     "rope": KernelFamily("rope.c.j2", ("llmc_rope_f32",)),
     "attention": KernelFamily("attention.c.j2", ("llmc_attention_f32",)),
-    "softmax": KernelFamily("softmax.c.j2", ("llmc_softmax_f32",)),
-    "swiglu": KernelFamily("swiglu.c.j2", ("llmc_swiglu_f32", "llmc_swiglu_oai_f32")),
     "top_k": KernelFamily("top_k.c.j2", ("llmc_top_k_f32",)),
     "gather": KernelFamily("gather.c.j2", ("llmc_gather_f32",)),
     "weighted_sum": KernelFamily("weighted_sum.c.j2", ("llmc_weighted_sum_f32",)),
@@ -75,8 +71,9 @@ def render_kernel(name: str, ggml_type: str | None = None) -> str:
 
 
 def kernels_header() -> str:
-    """Text of runtime/c/llmc_kernels.h, which declares every kernel (and llmc_rope_params)."""
-    return HEADER_PATH.read_text()
+    """Declarations of every kernel (and llmc_rope_params): runtime/c/llmc_kernels.h, then the per-type
+    kernels of the llmc_weight_types.h it includes."""
+    return HEADER_PATH.read_text() + "\n" + WEIGHT_TYPES_HEADER.read_text()
 
 
 def attention_scratch_bytes(n_ctx: int, n_threads: int) -> int:

@@ -18,11 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import jinja2
-from llmc.ir.quant import BLOCK_LAYOUT, VEC_DOT_TYPE
+from llmc.ir.quant import BLOCK_LAYOUT, VEC_DOT_TYPE, WEIGHT_TYPES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
-MATMUL_TYPES: tuple[str, ...] = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "MXFP4")
+MATMUL_TYPES: tuple[str, ...] = tuple(WEIGHT_TYPES)
 
 # bytes of our activation scratch per element-block of each vec_dot_type: (elements, bytes)
 _ACT_SCRATCH: dict[str, tuple[int, int]] = {
@@ -77,3 +77,16 @@ def render_matmul(ggml_type: str) -> str:
     ]
     template = _ENV.get_template(f"matmul_{ggml_type.lower()}.c.j2")
     return template.render(fn=function_name(ggml_type), header=header, act=act.lower())
+
+
+WEIGHT_TYPES_HEADER = Path(__file__).resolve().parents[2] / "runtime" / "c" / "llmc_weight_types.h"
+
+
+def weight_types_header() -> str:
+    """Text of runtime/c/llmc_weight_types.h: the type list and per-type kernel declarations for C."""
+    return _ENV.get_template("llmc_weight_types.h.j2").render(types=list(WEIGHT_TYPES.values()))
+
+
+if __name__ == "__main__":
+    WEIGHT_TYPES_HEADER.write_text(weight_types_header())
+    print(WEIGHT_TYPES_HEADER)

@@ -18,12 +18,13 @@ from typing import Any
 from llmc.compiler.plan_memory import MemoryPlan
 from llmc.ir import expr as X
 from llmc.ir.graph import Graph, Node
-from llmc.ir.ops import Op
+from llmc.ir.ops import POINTWISE, Op
+from llmc.ir.quant import WEIGHT_TYPES
 
 from .matmul import _ENV
 
 ROPE_MODE = {"norm": 0, "neox": 2}
-TYPE_IDS = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14, "BF16": 30, "MXFP4": 39}
+TYPE_IDS = {name: t.type_id for name, t in WEIGHT_TYPES.items()}
 WEIGHT_ANY, WEIGHT_F32 = 0, 1      # what a weight may be: any supported matmul type, or plain f32
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -95,6 +96,7 @@ class Schedule:
     last_rows_only: bool = False                                  # the post region runs on T_out rows
     post_inputs: list[tuple[str, str]] = field(default_factory=list)  # (buffer, row elems) the post region reads
     multi_seq: bool = True                                        # every attention runs on the CPU
+    functions: dict[str, str] = field(default_factory=dict)      # generated kernels (C), by name
 
 
 class ScheduleBuilder:
@@ -232,8 +234,7 @@ class ScheduleBuilder:
         s.logits = self.var(g.outputs["logits"])
         return s
 
-    ROW_WISE = frozenset({Op.RMS_NORM, Op.RMS_NORM_MUL, Op.MUL, Op.ADD, Op.SCALE, Op.MATMUL, Op.SQR, Op.MEAN,
-                          Op.RSQRT, Op.SILU, Op.SWIGLU, Op.SOFTMAX, Op.WEIGHT})
+    ROW_WISE = POINTWISE | {Op.MATMUL, Op.WEIGHT}
 
     def _post_is_row_wise(self) -> bool:
         """When every op after the layer block treats token rows independently, a call that wants only

@@ -14,20 +14,21 @@ for host values.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from llmc.codegen.c.schedule import ROPE_MODE, TYPE_IDS, Call, Emitter
+from llmc.codegen.core.pointwise import KernelPlan, node_kernel
 from llmc.compiler.plan_memory import MemoryPlan
 from llmc.ir import expr as X
 from llmc.ir.graph import Node
-from llmc.ir.ops import Op
+from llmc.ir.ops import POINTWISE, Op
 
 from . import kernels
+from . import pointwise as ocl_pointwise
 
 RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime" / "c"
 RUNTIME_FILES = ("llmc_opencl.h", "llmc_opencl.c")
 WEIGHT_INPUT = {Op.EMBED: 0, Op.MATMUL: 1, Op.MOE_MATMUL: 1}
-UNARY = {Op.SQR: "sqr", Op.RSQRT: "rsqrt", Op.SILU: "silu"}
 
 
 def _c_string(text: str) -> list[str]:
@@ -39,13 +40,18 @@ def _c_string(text: str) -> list[str]:
     return out or ['""']
 
 
-def host_sources() -> dict[str, str]:
-    """llmc_ocl.{h,c} (the same for every OpenCL device) and the OpenCL runtime files."""
+def host_sources(plans: Sequence[KernelPlan] = ()) -> dict[str, str]:
+    """llmc_ocl.{h,c} with the model's generated kernels (plans) in the common program, and the OpenCL
+    runtime files."""
     typed = [{"id": TYPE_IDS[t], "name": t.lower(), "source": _c_string(kernels.render_typed(t)),
               "act": kernels.act_kernel(t)} for t in kernels.WEIGHT_TYPES]
-    c = kernels.ENV.get_template("llmc_ocl.c.j2").render(common_source=_c_string(kernels.render_common()),
-                                                         common_kernels=kernels.COMMON_KERNELS, typed=typed)
-    out = {"llmc_ocl.h": kernels.ENV.get_template("llmc_ocl.h.j2").render(), "llmc_ocl.c": c}
+    generated = "".join([ocl_pointwise.ROUND_F16] + [ocl_pointwise.kernel(p) for p in plans]) if plans else ""
+    c = kernels.ENV.get_template("llmc_ocl.c.j2").render(
+        common_source=_c_string(kernels.render_common() + generated),
+        common_kernels=kernels.COMMON_KERNELS + tuple(p.name for p in plans), typed=typed,
+        generated=[ocl_pointwise.launch(p) for p in plans])
+    h = kernels.ENV.get_template("llmc_ocl.h.j2").render(generated=[ocl_pointwise.declaration(p) for p in plans])
+    out = {"llmc_ocl.h": h, "llmc_ocl.c": c}
     for name in RUNTIME_FILES:
         out[name] = (RUNTIME_C / name).read_text()
     return out
@@ -91,7 +97,12 @@ class OpenCLEmitter(Emitter):
         g, s, dev, h = b.graph, b.s, self.device, self.h
         mine = [n for n in g.nodes() if n.device == dev and n.op is not Op.WEIGHT]
         s.includes += [i for i in ("llmc_opencl.h", "llmc_ocl.h") if i not in s.includes]
-        s.sources.update(host_sources())
+        generated = {}
+        for n in mine:
+            if n.op in POINTWISE:
+                kernel = node_kernel(g, n).plan
+                generated[kernel.name] = kernel
+        s.sources.update(host_sources(list(generated.values())))
         if "-lOpenCL" not in s.link_flags:
             s.link_flags.append("-lOpenCL")
         n_slots = max(len(plan.slots), 1)
@@ -259,31 +270,14 @@ class OpenCLEmitter(Emitter):
             wn, xs = g.node(w), g.node(x).shape
             return [f"llmc_ocl_moe_matmul({h}, {b.wtype(w)}, {out}, {mem(w)}, {mem(x)}, {1 if len(xs) == 3 else 0}, "
                     f"{mem(sel)}, {mem(bias)}, {b.ci(wn.shape[2])}, {b.ci(wn.shape[1])}, T, {b.ci(shape[1])});"]
-        if op in (Op.ADD, Op.MUL):
-            bshape = g.node(ins[1]).shape
-            per_row = bshape[-1] == X.Num(1) and shape[-1] != X.Num(1)
-            b_rows = b.numel(bshape, -1)
-            b_cols = "1" if per_row else cols
-            return [f"llmc_ocl_binary({h}, {0 if op is Op.ADD else 1}, {out}, {mem(ins[0])}, {mem(ins[1])}, {rows}, "
-                    f"{cols}, {b_rows}, {b_cols});"]
-        if op is Op.SCALE:
-            return [f"llmc_ocl_scale({h}, {out}, {mem(ins[0])}, {total}, {f(a['scale'])}, {f(a['bias'])});"]
-        if op in UNARY:
-            return [f"llmc_ocl_{UNARY[op]}({h}, {out}, {mem(ins[0])}, {total});"]
-        if op is Op.MEAN:
-            src = g.node(ins[0]).shape
-            return [f"llmc_ocl_mean({h}, {out}, {mem(ins[0])}, {b.numel(src, -1)}, {b.ci(src[-1])});"]
-        if op is Op.SOFTMAX:
-            return [f"llmc_ocl_softmax({h}, {out}, {mem(ins[0])}, {rows}, {cols});"]
-        if op is Op.RMS_NORM:
-            return [f"llmc_ocl_rms_norm({h}, {out}, {mem(ins[0])}, {rows}, {cols}, {f(a['eps'])});"]
-        if op is Op.RMS_NORM_MUL:
-            return [f"llmc_ocl_rms_norm_mul({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, {rows}, {cols}, {f(a['eps'])});"]
-        if op is Op.SWIGLU:
-            return [f"llmc_ocl_swiglu({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, {total});"]
-        if op is Op.SWIGLU_OAI:
-            return [f"llmc_ocl_swiglu_oai({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, {total}, {f(a['alpha'])}, "
-                    f"{f(a['limit'])});"]
+        if op in POINTWISE:
+            k = node_kernel(g, n)
+            args = [out] + [mem(k.inputs[o.name]) for o in k.plan.operands]
+            args += [f"(int)({b.numel(k.rows)})", b.ci(k.n)]
+            for o in k.plan.slices:
+                args += [b.ci(e) for e in k.slices[o.name]]
+            args += [f(k.scalars[a]) for a in k.plan.scalars]
+            return [f"llmc_ocl_{k.plan.name}({h}, {', '.join(args)});"]
         if op is Op.ROPE:
             p = (f"{{ .mode = {ROPE_MODE[a['mode'].value]}, .n_dims = {b.ci(a['n_dims'])}, .base = {f(a['base'])}, "
                  f".freq_scale = {f(a['freq_scale'])}, .ext_factor = {f(a['ext_factor'])}, "
@@ -300,7 +294,7 @@ class OpenCLEmitter(Emitter):
             dev = self.device
             return [f"llmc_ocl_attention({h}, {out}, {mem(q)}, {mem(k)}, {mem(v)}, m->{dev}_k{n.id}[il], "
                     f"m->{dev}_v{n.id}[il], {mem(sinks)}, T, pos, {b.ci(qs[1])}, {b.ci(ks[1])}, {b.ci(qs[2])}, "
-                    f"m->n_ctx, {f(a['scale'])}, {b.ci(a['window'])});"]
+                    f"m->n_ctx, {f(a['scale'])}, {b.ci(a['window'])}, {f(a['softcap'])});"]
         if op is Op.TOPK:
             src = g.node(ins[0]).shape
             return [f"llmc_ocl_top_k({h}, {out}, {mem(ins[0])}, {b.numel(src, -1)}, {b.ci(src[-1])}, {b.ci(a['k'])});"]

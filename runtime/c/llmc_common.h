@@ -1,7 +1,8 @@
 /* Shared helpers for llmc's generated C: half/bfloat16 conversions, alignment and restrict.
  *
- * Conversions round to nearest even, as ggml does (F16C hardware when the compiler targets it,
- * the same result in portable C otherwise), so activations rounded here match llama.cpp bit for bit.
+ * Conversions round to nearest even, as ggml does (F16C hardware when the compiler targets it, ARMv8's
+ * fcvt on aarch64, the same result in portable C otherwise), so activations rounded here match
+ * llama.cpp bit for bit.
  */
 #ifndef LLMC_COMMON_H
 #define LLMC_COMMON_H
@@ -43,6 +44,22 @@ static inline float llmc_bits_f32(uint32_t u) {
 
 static inline float llmc_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
 static inline uint16_t llmc_f32_to_f16(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+
+#elif defined(__aarch64__)
+
+/* IEEE half is a native type on ARMv8 (fcvt, round to nearest even in the default FPCR mode). */
+static inline float llmc_f16_to_f32(uint16_t h) {
+    __fp16 v;
+    memcpy(&v, &h, sizeof v);
+    return (float)v;
+}
+
+static inline uint16_t llmc_f32_to_f16(float f) {
+    const __fp16 v = (__fp16)f;
+    uint16_t h;
+    memcpy(&h, &v, sizeof h);
+    return h;
+}
 
 #else
 
@@ -97,7 +114,7 @@ static inline uint16_t llmc_f32_to_f16(float f) {
     return (uint16_t)(sign | (r >> 13));
 }
 
-#endif /* __F16C__ */
+#endif /* __F16C__, __aarch64__ */
 
 static inline float llmc_bf16_to_f32(uint16_t h) { return llmc_bits_f32((uint32_t)h << 16); }
 

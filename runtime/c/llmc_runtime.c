@@ -55,7 +55,10 @@ void *llmc_aligned_alloc(size_t bytes)
 static int supported_type(int type)
 {
     switch (type) {
-    case 0: case 1: case 2: case 3: case 8: case 12: case 14: case 30: case 39: return 1;
+#define CASE(id, name) case id:
+    LLMC_FOR_TYPES(CASE)
+#undef CASE
+        return 1;
     default: return 0;
     }
 }
@@ -90,7 +93,7 @@ int llmc_bind_weight(const llmc_gguf *g, const char *name, const char *fallback,
     if (!supported_type((int)t->type) || (kind == LLMC_WEIGHT_F32 && t->type != 0))
         return llmc_fail(err, err_len, "tensor '%s' (data at byte %llu) has type %s, which this use does not take (%s)",
                          t->name, (unsigned long long)t->offset, llmc_gguf_type_name((int)t->type),
-                         kind == LLMC_WEIGHT_F32 ? "F32 only" : "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, MXFP4");
+                         kind == LLMC_WEIGHT_F32 ? "F32 only" : LLMC_WEIGHT_TYPE_NAMES);
     if (want_type >= 0 && (int)t->type != want_type)
         return llmc_fail(err, err_len, "tensor '%s' has type %s but this artifact was specialized for %s; "
                          "compile a generic artifact or specialize it for this file", t->name,
@@ -111,9 +114,6 @@ size_t llmc_max_scratch_bytes(const llmc_gguf *g, int n_batch)
     }
     return (size_t)widest * (size_t)n_batch * 4 + 4096;
 }
-
-#define LLMC_FOR_TYPES(X) \
-    X(0, f32) X(1, f16) X(30, bf16) X(8, q8_0) X(2, q4_0) X(3, q4_1) X(12, q4_k) X(14, q6_k) X(39, mxfp4)
 
 void llmc_matmul_any(int type, llmc_threads *th, float *y, const void *w, const float *x, int n_in, int n_out,
                      int n_tokens, void *scratch)

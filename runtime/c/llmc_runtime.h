@@ -8,6 +8,7 @@
 
 #include "llmc_gguf.h"
 #include "llmc_threads.h"
+#include "llmc_weight_types.h"
 
 typedef struct {
     const void *data;        /* into the mapped GGUF file; NULL for an absent optional weight */
@@ -28,17 +29,6 @@ int llmc_bind_weight(const llmc_gguf *g, const char *name, const char *fallback,
 
 /* Bytes of activation scratch enough for any matmul of this file at n_batch tokens. */
 size_t llmc_max_scratch_bytes(const llmc_gguf *g, int n_batch);
-
-/* The dense matmul kernels (codegen/c/templates/matmul_<type>.c.j2): y (n_tokens, n_out) = x · Wᵀ. */
-#define LLMC_DECLARE_MATMUL(name) \
-    void llmc_matmul_##name(llmc_threads *th, float *y, const void *w, const float *x, int n_in, int n_out, \
-                            int n_tokens, void *scratch); \
-    void llmc_matmul_##name##_group(llmc_threads *th, int n, float *const *ys, const void *const *ws, \
-                                    const int *n_outs, const float *x, int n_in, int n_tokens, void *scratch);
-LLMC_DECLARE_MATMUL(f32) LLMC_DECLARE_MATMUL(f16) LLMC_DECLARE_MATMUL(bf16) LLMC_DECLARE_MATMUL(q8_0)
-LLMC_DECLARE_MATMUL(q4_0) LLMC_DECLARE_MATMUL(q4_1) LLMC_DECLARE_MATMUL(q4_k) LLMC_DECLARE_MATMUL(q6_k)
-LLMC_DECLARE_MATMUL(mxfp4)
-#undef LLMC_DECLARE_MATMUL
 
 /* Kernels chosen by the weight's GGUF type at run time (generic artifacts). */
 void llmc_matmul_any(int type, llmc_threads *th, float *y, const void *w, const float *x, int n_in, int n_out,
@@ -70,6 +60,9 @@ LLMC_API int llmc_forward_batch(llmc_model *m, const int32_t *tokens, const int3
                                 size_t err_len);
 LLMC_API void llmc_model_free(llmc_model *m);
 LLMC_API int llmc_model_n_params(void);
+/* The hyperparameters llmc_model_load takes, computed from the file's metadata and tensor dims (defined by
+ * the generated llmc_params.c, codegen/c/params.py); 0 and a message if the file does not fit. */
+LLMC_API int llmc_model_params(const char *gguf_path, double *params, int n_params, char *err, size_t err_len);
 LLMC_API int llmc_model_n_vocab(const llmc_model *m);
 LLMC_API int llmc_model_n_ctx(const llmc_model *m);
 LLMC_API int llmc_model_n_seq(const llmc_model *m);

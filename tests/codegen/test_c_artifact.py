@@ -55,7 +55,8 @@ def test_second_compile_comes_from_the_build_cache(tmp_path):
 
 
 def test_a_new_arch_compiles_only_its_schedule(tmp_path, monkeypatch, llama_f32_path):
-    """Kernel and runtime objects come from the per-unit cache; only the new model.c is compiled."""
+    """Kernel and runtime objects come from the per-unit cache; only the model's own units are compiled:
+    its schedule (model.c) and its hyperparameters (llmc_params.c)."""
     from llmc.codegen.c import build
     compile_model(os.path.join(ARCHS, "llama.llmc"), "c", str(tmp_path / "warm"))      # kernels cached
     arch = tmp_path / f"llama_{uuid.uuid4().hex}.llmc"     # a name no cache has seen: model.c differs
@@ -69,7 +70,7 @@ def test_a_new_arch_compiles_only_its_schedule(tmp_path, monkeypatch, llama_f32_
 
     monkeypatch.setattr(build, "_run_parallel", recording)
     result = compile_model(str(arch), "c", str(tmp_path / "new"))
-    assert not result.cached and compiled == ["model.c"]
+    assert not result.cached and sorted(compiled) == ["llmc_params.c", "model.c"]
     model = llmc.load(str(tmp_path / "new"), llama_f32_path, n_ctx=32)
     assert model.logits([1, 2, 3]).shape == (3, model.n_vocab)
 

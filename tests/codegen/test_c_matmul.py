@@ -4,7 +4,7 @@ Every kernel is compiled once per session into one shared library (cffi ABI mode
 with ``-O3 -march=native`` (the SIMD paths of this machine), with plain AVX2 + FMA + F16C (the
 maddubs path of machines without VNNI) and with ``-O2`` for plain x86-64 (SSE2 only: the portable
 C path). Weights are random values quantized by gguf-py; gguf-py cannot quantize
-Q4_K/Q6_K, so those are random valid blocks built byte-wise.
+the K-quants and IQ types, so those are random valid blocks built byte-wise.
 
 Tolerance: per output, |y - y_ref| ≤ 1e-5·Σ_i|w_i||x_i| + 1e-6, with w and x the dequantized
 weight and the quantized activation. The activation quantization is reproduced exactly, so the
@@ -24,8 +24,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from llmc.codegen.c.matmul import MATMUL_TYPES, function_name, matmul_scratch_bytes, render_matmul
+from llmc.codegen.c.matmul import (MATMUL_TYPES, WEIGHT_TYPES_HEADER, function_name, matmul_scratch_bytes,
+                                   render_matmul, weight_types_header)
 from llmc.ir import quant
+
+from tests.fixtures import weights
 
 RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime" / "c"
 
@@ -68,13 +71,18 @@ def build_matmul_library(out_dir: Path, flags: tuple[str, ...]) -> tuple[cffi.FF
 
 
 class Kernels:
-    """A compiled kernel library and a 2-thread pool."""
+    """A compiled kernel library and thread pools (2 threads unless a call asks for another count)."""
 
-    def __init__(self, out_dir: Path, flags: tuple[str, ...], n_threads: int = 2):
+    def __init__(self, out_dir: Path, flags: tuple[str, ...]):
         self.ffi, self.lib = build_matmul_library(out_dir, flags)
-        self.pool = self.ffi.gc(self.lib.llmc_threads_create(n_threads), self.lib.llmc_threads_destroy)
+        self.pools: dict[int, object] = {}
 
-    def matmul(self, ggml_type: str, w_raw: np.ndarray, x: np.ndarray, n_out: int) -> np.ndarray:
+    def pool(self, n_threads: int):
+        if n_threads not in self.pools:
+            self.pools[n_threads] = self.ffi.gc(self.lib.llmc_threads_create(n_threads), self.lib.llmc_threads_destroy)
+        return self.pools[n_threads]
+
+    def matmul(self, ggml_type: str, w_raw: np.ndarray, x: np.ndarray, n_out: int, n_threads: int = 2) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         n_tokens, n_in = x.shape
         y = np.full((n_tokens, n_out), np.nan, dtype=np.float32)
@@ -82,7 +90,7 @@ class Kernels:
         w = np.ascontiguousarray(w_raw).view(np.uint8)
         fn = getattr(self.lib, function_name(ggml_type))
         ptr = self.ffi.from_buffer
-        fn(self.pool, ptr("float[]", y), ptr(w), ptr("float[]", x), n_in, n_out, n_tokens, ptr(scratch))
+        fn(self.pool(n_threads), ptr("float[]", y), ptr(w), ptr("float[]", x), n_in, n_out, n_tokens, ptr(scratch))
         return y
 
 
@@ -101,38 +109,29 @@ def portable(tmp_path_factory) -> Kernels:
     return Kernels(tmp_path_factory.mktemp("matmul_portable"), PORTABLE_FLAGS)
 
 
-def random_k_blocks(ggml_type: str, rng: np.random.Generator, n_blocks: int) -> np.ndarray:
-    """Random valid Q4_K / Q6_K blocks: any bytes are valid codes; keep the f16 scales small and finite."""
-    _, nbytes = quant.BLOCK_LAYOUT[ggml_type]
-    raw = rng.integers(0, 256, size=(n_blocks, nbytes), dtype=np.uint8)
-    if ggml_type == "Q4_K":
-        scales = rng.uniform(0.0005, 0.01, size=(n_blocks, 2)).astype(np.float16)   # d, dmin
-        raw[:, 0:4] = scales.view(np.uint8)
-    else:
-        raw[:, 208:210] = rng.uniform(-0.01, 0.01, size=(n_blocks, 1)).astype(np.float16).view(np.uint8)
-    return raw
-
-
 def random_weight(ggml_type: str, rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
-    """Bytes of a random (n_out, n_in) weight in ggml layout."""
+    """Bytes of a random (n_out, n_in) weight in ggml layout: gguf-py's quantization of random values
+    where it has one, random valid blocks (tests/fixtures/weights.py) otherwise."""
     from gguf import GGMLQuantizationType, quants
 
-    if ggml_type in ("Q4_K", "Q6_K"):
-        return random_k_blocks(ggml_type, rng, n_out * n_in // 256).reshape(-1)
     w = rng.standard_normal((n_out, n_in)).astype(np.float32)
     if ggml_type == "F32":
         return w.view(np.uint8).reshape(-1)
-    q = quants.quantize(w, GGMLQuantizationType[ggml_type])
+    try:
+        q = quants.quantize(w, GGMLQuantizationType[ggml_type])
+    except NotImplementedError:     # K-quants and IQ types: gguf-py only dequantizes them
+        return weights.random_rows(ggml_type, rng, n_out, n_in, scale=0.01)
     return np.ascontiguousarray(q).view(np.uint8).reshape(-1)
 
 
-def check_matmul(kernels: Kernels, ggml_type: str, seed: int, n_in: int, n_out: int, n_tokens: int) -> None:
+def check_matmul(kernels: Kernels, ggml_type: str, seed: int, n_in: int, n_out: int, n_tokens: int,
+                 n_threads: int = 2) -> None:
     rng = np.random.default_rng(seed)
     w_raw = random_weight(ggml_type, rng, n_in, n_out)
     # activations with a few outliers, as after RMSNorm in a real model
     x = rng.standard_normal((n_tokens, n_in)).astype(np.float32)
     x[rng.random(x.shape) < 0.01] *= 20.0
-    y = kernels.matmul(ggml_type, w_raw, x, n_out)
+    y = kernels.matmul(ggml_type, w_raw, x, n_out, n_threads)
     y_ref = quant.matmul_reference(w_raw, ggml_type, x, n_in, n_out)
     w = np.abs(quant.dequantize(w_raw, ggml_type, n_in, n_out)).astype(np.float64)
     xq = np.abs(quant.quantize_activations(x, quant.VEC_DOT_TYPE[ggml_type])).astype(np.float64)
@@ -151,6 +150,7 @@ def shapes(block: int):
         st.integers(1, 37),                              # n_out: not a multiple of threads or lanes
         st.integers(1, 9),                               # n_tokens: full tiles of 4 and a tail
         st.integers(0, 2**32 - 1),                       # seed
+        st.integers(1, 3),                               # threads
     )
 
 
@@ -164,8 +164,8 @@ def test_native_matches_reference(native: Kernels, ggml_type: str):
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(shapes(block_size(ggml_type)))
     def run(shape):
-        n_in, n_out, n_tokens, seed = shape
-        check_matmul(native, ggml_type, seed, n_in, n_out, n_tokens)
+        n_in, n_out, n_tokens, seed, n_threads = shape
+        check_matmul(native, ggml_type, seed, n_in, n_out, n_tokens, n_threads)
 
     run()
 
@@ -182,19 +182,32 @@ def test_avx2_matches_reference(avx2: Kernels, ggml_type: str):
     check_matmul(avx2, ggml_type, seed=2, n_in=block * 9 if block < 32 else block * 3, n_out=11, n_tokens=7)
 
 
-@pytest.mark.parametrize("ggml_type", ["Q8_0", "Q4_1"])
+def test_weight_types_header_is_current():
+    """runtime/c/llmc_weight_types.h is what `python -m llmc.codegen.c.matmul` writes from the type table."""
+    assert WEIGHT_TYPES_HEADER.read_text() == weight_types_header(), "run python -m llmc.codegen.c.matmul"
+
+
+def test_every_quantized_type_has_random_blocks():
+    for name, t in quant.WEIGHT_TYPES.items():
+        assert t.block == 1 or name == "MXFP4" or name in weights.F16_SCALE_FIELDS, name
+
+
+@pytest.mark.parametrize("ggml_type", ["Q8_0", "Q4_1", "Q5_0", "Q5_1"])
 def test_smollm2_shapes(native: Kernels, ggml_type: str):
     """Real layer shapes, decode and a prefill batch."""
     check_matmul(native, ggml_type, seed=7, n_in=576, n_out=1536, n_tokens=1)
     check_matmul(native, ggml_type, seed=8, n_in=1536, n_out=576, n_tokens=9)
 
 
-@pytest.mark.parametrize("ggml_type", ["Q4_1"])
+@pytest.mark.parametrize("ggml_type", [t for t in MATMUL_TYPES if quant.BLOCK_LAYOUT[t][0] > 1 and t != "MXFP4"])
 def test_packed_prefill_edges(native: Kernels, ggml_type: str):
-    """The packed prefill path: K cut into 32-block chunks with a partial last chunk (n_in 1056 = 33
-    blocks), rows not a multiple of 16 (a row-by-row tail), tokens not a multiple of 4."""
-    check_matmul(native, ggml_type, seed=9, n_in=1056, n_out=83, n_tokens=11)
-    check_matmul(native, ggml_type, seed=10, n_in=64, n_out=16, n_tokens=8)
+    """The packed prefill path: n_in cut into chunks of 1024 elements with a partial last chunk (n_in
+    1056 = 33 blocks of 32; 1280 = 5 blocks of 256), rows not a multiple of 16 (a row-by-row tail),
+    tokens not a multiple of 4, 3 threads."""
+    block = quant.BLOCK_LAYOUT[ggml_type][0]
+    check_matmul(native, ggml_type, seed=9, n_in=1056 if block == 32 else 1280, n_out=83, n_tokens=11)
+    check_matmul(native, ggml_type, seed=10, n_in=2 * block, n_out=16, n_tokens=8)
+    check_matmul(native, ggml_type, seed=11, n_in=3 * block, n_out=53, n_tokens=13, n_threads=3)
 
 
 def test_scratch_sizes():

@@ -3,39 +3,25 @@ same GGUF: same prompt text (/apply-template), same prompt token count in `usage
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pytest
-
-from tests.serve.conftest import free_port, health
 
 CONVERSATION = [{"role": "system", "content": "You are a pirate. Answer in one line."},
                 {"role": "user", "content": "Where is the treasure, 'matey'? Ünïcödé too!"}]
 
 
 @pytest.fixture(scope="module")
-def llama_server(smollm2_path, tmp_path_factory):
+def llama_server(smollm2_path):
     from llmc import llamacpp_tools
+    from llmc.serve.background import background_llama_server
     try:
-        binary = llamacpp_tools.tool("llama-server")
+        llamacpp_tools.tool("llama-server")
     except llamacpp_tools.ToolUnavailable as exc:
         pytest.skip(f"llama-server cannot be built here: {exc}")
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("llama-server") / "log", "w")
-    proc = subprocess.Popen([binary, "-m", smollm2_path, "--port", str(port), "-c", "1024", "-np", "1", "-t", "2",
-                             "--jinja"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while health(url) != 200:
-        assert proc.poll() is None and time.monotonic() < deadline, "llama-server did not start"
-        time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with background_llama_server(smollm2_path, n_ctx=1024, threads=2) as base_url:
+        yield base_url.removesuffix("/v1")
 
 
 def post(url: str, path: str, body: dict) -> dict:
