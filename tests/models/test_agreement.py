@@ -27,7 +27,7 @@ TEXT = ("The history of the printing press begins in the fifteenth century, when
 def artifacts(tmp_path_factory):
     """One generic C artifact per architecture, compiled once (the build cache makes repeats cheap)."""
     out = {}
-    for arch in ("llama", "qwen2", "gpt_oss", "qwen3"):
+    for arch in ("llama", "qwen2", "gpt_oss", "qwen3", "gemma3", "gemma2", "phi3"):
         d = tmp_path_factory.mktemp(f"{arch}-c")
         compile_model(os.path.join(ARCHS, f"{arch}.llmc"), "c", str(d))
         out[arch] = str(d)
@@ -60,6 +60,13 @@ CASES = [
     ("qwen3", "qwen3_f32_path", 1.0, 0.01),
     ("qwen3", "qwen3_q8_path", 0.90, 0.15),
     ("qwen3", "qwen3_q4_0_tied_path", 0.90, 0.15),
+    ("gemma3", "gemma3_f32_path", 1.0, 0.01),
+    ("gemma3", "gemma3_q8_path", 0.90, 0.15),
+    ("gemma3", "gemma3_softcap_f32_path", 1.0, 0.01),
+    ("gemma2", "gemma2_f32_path", 1.0, 0.01),
+    ("gemma2", "gemma2_q8_path", 0.90, 0.15),
+    ("phi3", "phi3_f32_path", 1.0, 0.01),
+    ("phi3", "phi3_q8_path", 0.90, 0.15),
 ]
 
 
@@ -101,6 +108,12 @@ DEVICE_CASES = [
     ("qwen3", "qwen3_f32_path", "opencl", 1.0, 0.01),
     ("qwen3", "qwen3_q8_path", "opencl", 0.90, 0.15),
     ("qwen3", "qwen3_q8_path", "ascend910b", 0.90, 0.15),
+    ("gemma3", "gemma3_f32_path", "opencl", 1.0, 0.01),
+    ("gemma3", "gemma3_q8_path", "opencl", 0.90, 0.15),
+    ("gemma2", "gemma2_f32_path", "opencl", 1.0, 0.01),
+    ("gemma2", "gemma2_q8_path", "opencl", 0.90, 0.15),
+    ("phi3", "phi3_f32_path", "opencl", 1.0, 0.01),
+    ("phi3", "phi3_q8_path", "opencl", 0.90, 0.15),
 ]
 
 
