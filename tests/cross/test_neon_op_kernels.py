@@ -1,13 +1,14 @@
 """tests/codegen/test_c_kernels.py's property tests of the op kernels (attention with its NEON f16 dot
-products, rows, elementwise, rope, embed, MoE), run unchanged against the aarch64 build under qemu: its
+products, bias add, rope, embed, MoE; the elementwise and row ops are generated per model from
+ir/pointwise.py and tested in tests/codegen/test_c_pointwise.py), run unchanged against the aarch64 build under qemu: its
 `lib` fixture is replaced by tests/cross/kernel_rpc.py's library. Same tolerances as there."""
 from __future__ import annotations
 
 import pytest
 
-from tests.codegen.test_c_kernels import (test_attention, test_attention_in_place, test_binary, test_embed,  # noqa: F401
-                                          test_mean, test_moe_matmul, test_rms_norm, test_rope, test_softmax,
-                                          test_swiglu, test_top_k_gather, test_unary, test_weighted_sum)
+from tests.codegen.test_c_kernels import (test_attention, test_attention_in_place, test_bias_add,  # noqa: F401
+                                          test_embed, test_moe_matmul, test_rope, test_top_k_gather,
+                                          test_weighted_sum)
 from tests.cross.kernel_rpc import QemuKernelLibrary
 
 
@@ -41,5 +42,5 @@ def test_f16_conversions_match_numpy(lib):
     out = np.zeros((1, d), np.float32)
     scratch = np.zeros(1 << 16, np.float32)
     lib.call("llmc_attention_f32", lib.pool, out, np.ones((1, 1, d), np.float32), k_new, k_new.copy(), k_cache,
-             v_cache, np.zeros(1, np.int32), np.zeros(1, np.int32), 1, 1, 1, d, 1, 1.0, 0, None, scratch)
+             v_cache, np.zeros(1, np.int32), np.zeros(1, np.int32), 1, 1, 1, d, 1, 1.0, 0, 0.0, None, scratch)
     np.testing.assert_array_equal(k_cache.reshape(-1), k_new.reshape(-1).astype(np.float16).view(np.uint16))
