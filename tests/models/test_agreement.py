@@ -89,8 +89,9 @@ def test_c_greedy_equals_reference_on_smollm2(smollm2_path, artifacts):
     c = _load("llama", smollm2_path, "c", artifacts)
     for text in ("The capital of France is", "The three primary colours are"):
         assert_same_greedy(ref, c, ref.tokenize(text), 32)
-    a = ref.generate_ids(ref.tokenize("The three primary colours are"), 32, stop_at_eos=False)
-    assert "red" in ref.detokenize(a).lower() or "blue" in ref.detokenize(a).lower()
+    # The text itself makes sense (C's greedy tokens, equal to the reference's as just checked: cheaper).
+    a = c.generate_ids(c.tokenize("The three primary colours are"), 32, stop_at_eos=False)
+    assert "red" in c.detokenize(a).lower() or "blue" in c.detokenize(a).lower()
 
 
 def test_decode_continues_prefill(qwen2_q8_path, artifacts):
