@@ -235,7 +235,10 @@ def cmd_bench(args) -> int:
     from llmc import bench
     bench.run(args.artifact, args.gguf, args.prompt_tokens, args.gen_tokens, args.depth, args.repeats,
               args.threads, compare=not args.no_llama)
-    print(f"peak RSS {_peak_rss_mib('self'):.0f} MiB (llmc, Python included)")
+    rss = f"peak RSS {_peak_rss_mib('self'):.0f} MiB (llmc, Python included)"
+    if not args.no_llama:
+        rss += f"; llama.cpp {_peak_rss_mib('children'):.0f} MiB (its largest process)"
+    print(rss)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Cross-compiled aarch64 artifacts run under qemu-aarch64 by bin/llmc-run agree with llama.cpp run on
 x86 on the same token ids. Tolerances are the foundation issue's: top-1 >= 0.95 and median per-position
-max |Δlogit| <= 0.15 x the std of llama.cpp's logits on SmolLM2; random-weight quantized fixtures have
+max |Δlogit| <= 0.15 x the std of llama.cpp's logits on SmolLM2 (Q4_1 and Q4_K_M); random-weight quantized fixtures have
 many near-ties, so their top-1 bound is 0.90 (tests/models/test_agreement.py says why).
 
 qemu runs the kernels about 20x slower than the host, so there is one run per model and file."""
@@ -38,6 +38,22 @@ def test_smollm2_q4_1_agrees(llama_aarch64, llama_native, smollm2_path, oracle, 
     ours = _qemu_logits(llama_aarch64, smollm2_path, ids, tmp_path / "smollm2.f32")
     theirs = oracle.llama_logits(smollm2_path, ids)
     print("SmolLM2 Q4_1, aarch64 under qemu:", compare_logits(ours, theirs))
+    assert_agrees(ours, theirs, top1_min=0.95, ratio_max=0.15)
+
+
+def test_smollm2_q4_k_m_agrees(llama_aarch64, llama_native, smollm2_path, oracle, tmp_path):
+    """llama-quantize's Q4_K_M of SmolLM2 (Q4_K, Q6_K and Q5_0 matmuls: the NEON K-quant paths)."""
+    from llmc.llamacpp_tools import ToolUnavailable
+    from tests.fixtures import presets
+
+    try:
+        path = presets.preset(smollm2_path, "Q4_K_M")
+    except ToolUnavailable as exc:            # CI builds llama-quantize; a machine without cmake cannot
+        pytest.skip(f"llama-quantize is not available to write the Q4_K_M file: {exc}")
+    ids = llmc.load(llama_native, smollm2_path, n_ctx=256).tokenize(TEXT)
+    ours = _qemu_logits(llama_aarch64, path, ids, tmp_path / "q4_k_m.f32")
+    theirs = oracle.llama_logits(path, ids)
+    print("SmolLM2 Q4_K_M, aarch64 under qemu:", compare_logits(ours, theirs))
     assert_agrees(ours, theirs, top1_min=0.95, ratio_max=0.15)
 
 

@@ -16,7 +16,7 @@ from llmc.ir.errors import LlmcError
 from tests.cross.qemu import AARCH64, require_aarch64
 
 # Weight types whose matmul has a NEON sdot path (codegen/c/templates/_neon.c.j2).
-NEON_DOT_TYPES = ("q8_0", "q4_0", "q4_1", "mxfp4")
+NEON_DOT_TYPES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "mxfp4", "q4_k", "q6_k")
 
 
 def _disassembly(library: Path) -> dict[str, str]:

@@ -20,10 +20,10 @@ from llmc.codegen.c.matmul import MATMUL_TYPES, function_name, matmul_scratch_by
 from tests.codegen.test_c_matmul import block_size, check_matmul, shapes
 from tests.cross.qemu import AARCH64, require_aarch64
 
-NEON_TYPES = ("Q8_0", "Q4_0", "Q4_1", "MXFP4")
+NEON_TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "MXFP4", "Q4_K", "Q6_K")
 
-HARNESS = """/* Serves matmul requests on stdin for tests/cross/test_neon_kernels.py: (type, n_in, n_out, n_tokens)
- * as int32, the weight's byte count as uint64, the weight bytes, the activations (n_tokens x n_in f32);
+HARNESS = """/* Serves matmul requests on stdin for tests/cross/test_neon_kernels.py: (type, n_in, n_out, n_tokens,
+ * threads) as int32, the weight's byte count as uint64, the weight bytes, the activations (n_tokens x n_in f32);
  * answers with y (n_tokens x n_out f32). */
 #include <stdint.h>
 #include <stdio.h>
@@ -38,11 +38,13 @@ static int read_all(void *p, size_t n) { return fread(p, 1, n, stdin) == n; }
 
 int main(void)
 {
-    llmc_threads *th = llmc_threads_create(2);
-    int32_t h[4];
+    llmc_threads *pools[9] = {0};
+    int32_t h[5];
     uint64_t w_bytes, scratch_bytes;
     while (read_all(h, sizeof h) && read_all(&w_bytes, 8) && read_all(&scratch_bytes, 8)) {
-        if (h[0] < 0 || h[0] >= (int32_t)(sizeof KERNELS / sizeof KERNELS[0])) return 2;
+        if (h[0] < 0 || h[0] >= (int32_t)(sizeof KERNELS / sizeof KERNELS[0]) || h[4] < 1 || h[4] > 8) return 2;
+        if (!pools[h[4]]) pools[h[4]] = llmc_threads_create(h[4]);
+        llmc_threads *th = pools[h[4]];
         size_t nx = (size_t)h[3] * (size_t)h[1], ny = (size_t)h[3] * (size_t)h[2];
         void *w = malloc(w_bytes ? w_bytes : 1), *scratch = malloc(scratch_bytes ? scratch_bytes : 1);
         float *x = malloc(nx * 4 + 4), *y = malloc(ny * 4 + 4);
@@ -52,7 +54,7 @@ int main(void)
         fflush(stdout);
         free(w); free(x); free(y); free(scratch);
     }
-    llmc_threads_destroy(th);
+    for (int i = 0; i < 9; i++) if (pools[i]) llmc_threads_destroy(pools[i]);
     return 0;
 }
 """
@@ -85,13 +87,13 @@ class QemuKernels:
         self.proc = subprocess.Popen([AARCH64.emulator, "-L", AARCH64.sysroot, str(exe)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE)
 
-    def matmul(self, ggml_type: str, w_raw: np.ndarray, x: np.ndarray, n_out: int) -> np.ndarray:
+    def matmul(self, ggml_type: str, w_raw: np.ndarray, x: np.ndarray, n_out: int, n_threads: int = 2) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype="<f4")
         n_tokens, n_in = x.shape
         w = np.ascontiguousarray(w_raw).view(np.uint8)
         scratch = max(matmul_scratch_bytes(ggml_type, n_in, n_tokens), 1)
-        self.proc.stdin.write(struct.pack("<4iQQ", MATMUL_TYPES.index(ggml_type), n_in, n_out, n_tokens, w.nbytes,
-                                          scratch) + w.tobytes() + x.tobytes())
+        self.proc.stdin.write(struct.pack("<5iQQ", MATMUL_TYPES.index(ggml_type), n_in, n_out, n_tokens, n_threads,
+                                          w.nbytes, scratch) + w.tobytes() + x.tobytes())
         self.proc.stdin.flush()
         raw = self.proc.stdout.read(4 * n_tokens * n_out)
         assert len(raw) == 4 * n_tokens * n_out, f"the harness died (exit {self.proc.poll()})"
@@ -121,8 +123,8 @@ def test_neon_dot_matches_reference(dotprod, ggml_type):
     @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(shapes(block_size(ggml_type)))
     def run(shape):
-        n_in, n_out, n_tokens, seed = shape
-        check_matmul(dotprod, ggml_type, seed, n_in, n_out, n_tokens)
+        n_in, n_out, n_tokens, seed, n_threads = shape
+        check_matmul(dotprod, ggml_type, seed, n_in, n_out, n_tokens, n_threads)
 
     run()
 

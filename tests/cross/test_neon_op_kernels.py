@@ -1,15 +1,24 @@
 """tests/codegen/test_c_kernels.py's property tests of the op kernels (attention with its NEON f16 dot
-products, bias add, rope, embed, MoE; the elementwise and row ops are generated per model from
-ir/pointwise.py and tested in tests/codegen/test_c_pointwise.py), run unchanged against the aarch64 build under qemu: its
-`lib` fixture is replaced by tests/cross/kernel_rpc.py's library. Same tolerances as there."""
+products, bias add, rope, embed, top-k, MoE, ...), run unchanged against the aarch64 build under qemu:
+every test there that takes the `lib` fixture is collected here too, with `lib` replaced by
+tests/cross/kernel_rpc.py's library. Same tolerances as there. (The elementwise and row ops are generated
+per model from ir/pointwise.py; test_pointwise_qemu.py runs their tests under qemu.)"""
 from __future__ import annotations
+
+import inspect
 
 import pytest
 
-from tests.codegen.test_c_kernels import (test_attention, test_attention_in_place, test_bias_add,  # noqa: F401
-                                          test_embed, test_moe_matmul, test_rope, test_top_k_gather,
-                                          test_weighted_sum)
+from tests.codegen import test_c_kernels as _host
 from tests.cross.kernel_rpc import QemuKernelLibrary
+
+HOST_TESTS = {name: fn for name, fn in vars(_host).items()
+              if name.startswith("test_") and "lib" in inspect.signature(fn).parameters}
+globals().update(HOST_TESTS)
+
+
+def test_host_tests_are_collected():
+    assert {"test_attention", "test_attention_in_place", "test_embed", "test_moe_matmul"} <= set(HOST_TESTS)
 
 
 @pytest.fixture(scope="module")
