@@ -15,6 +15,7 @@ import pytest
 
 from llmc.compiler.driver import compile_model
 from llmc.runtime.artifact import read_gguf
+from llmc.runtime.gguf_file import GGUFFile
 from llmc.runtime.tokenizer import Tokenizer, TokenizerError
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -225,8 +226,7 @@ def test_synthetic_spm_matches_llama_cpp(add_space_prefix, tmp_path, oracle):
 
     path = str(tmp_path / "spm.gguf")
     write_spm_vocab_only(path, add_space_prefix)
-    md = read_gguf_metadata_python(path)
-    tok = Tokenizer.from_metadata(md)
+    tok = Tokenizer.from_metadata(GGUFFile(path).metadata)
     assert tok.add_space_prefix == (add_space_prefix is None)
     llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
     lines = LINES + _fuzz(100, seed=12) + ["<s>a</s> b", "x<unk>y"]
@@ -238,8 +238,3 @@ def test_synthetic_spm_matches_llama_cpp(add_space_prefix, tmp_path, oracle):
         for special in (True, False):
             assert tok.decode_bytes(ids, special) == _llama_detokenize(llm, ids, special), s
             assert tok.decode_bytes(ids[1:], special) == _llama_detokenize(llm, ids[1:], special), s
-
-
-def read_gguf_metadata_python(path: str) -> dict:
-    from llmc.runtime.gguf_file import GGUFFile
-    return GGUFFile(path).metadata
