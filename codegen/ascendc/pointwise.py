@@ -1,0 +1,508 @@
+"""AscendC vector kernels of pointwise ops and fused chains: prints a plan of codegen/core/pointwise.py.
+
+Every row a core owns runs the plan's stages, then writes its outputs; each pass over the row moves
+`tileLength` elements at a time through the Unified Buffer (UB):
+
+    row stage "sum"/"max": per tile, the stage's expression into a UB tile, ReduceSum/ReduceMax over the
+                           tile, the tile's partial added (or maxed) into a per-row float;
+    row stage "let":       the per-row value, computed on one 32-byte block (8 floats) with the same vector
+                           APIs and read back with GetValue;
+    outputs:               per tile, each output's expression into its output tile, copied out to GM.
+
+An expression node becomes one vector instruction over the tile (Add/Sub/Mul/Div/Max/Min, their scalar
+forms Adds/Muls/Maxs/Mins, Exp, Sqrt, Compares + Select for `where`, Cast f32->f16->f32 for `to_f16`).
+Values the same for the whole row (attributes, constants, n, per-row stages and per-row inputs) stay
+scalars and fold into the scalar forms. Only basic APIs every chip lists are used (docs/ascendc.md §2):
+tanh is 1 - 2 / (exp(2x) + 1) since 310B has no Tanh; `erf` has no vector form and is refused.
+
+Data moves with DataCopyPad (ragged tiles and unaligned offsets are routine here: slices, odd n), so the
+generator serves the chips that have it (310B, 910B); 310P keeps its host-padded hand-written kernels.
+Numerics: the vector unit has no double, so the plan's f64 sums are float sums of per-tile tree partials
+(ggml sums in double; the tests state the tolerance). The tiling (tile length, rows per core) is
+computed here, once, and travels in the tiling struct.
+"""
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+
+from llmc.codegen.core.pointwise import KernelPlan, literal
+from llmc.ir.pointwise import E
+
+from .kernels import (PREFIX, AscendChip, AscendCodegenError, AscendKernel, KernelArg, TilingField, _ENV,
+                      _ceil_div, _round_up)
+
+LANES = 64             # floats in one 256-byte vector repeat; Compares counts are whole repeats
+BLOCK = 8              # floats in one 32-byte UB block: the length of a per-row ("let") computation
+MAX_TILE = 4096        # floats per tile: longer tiles only lengthen the pipeline fill
+UNSUPPORTED = ("erf",)  # no AscendC basic API, and no exact composition of basic ones
+
+
+class Unsupported(AscendCodegenError):
+    """The plan uses an expression the AscendC generator has no instruction sequence for."""
+
+
+def supports(plan: KernelPlan) -> str | None:
+    """None when the generator covers the plan, else the reason it does not."""
+    from llmc.ir.pointwise import walk
+    for e in (*(s.expr for s in plan.stages), *plan.outs):
+        for node in walk(e):
+            if node.kind in UNSUPPORTED:
+                return f"{node.kind} has no AscendC vector instruction (no {node.kind.capitalize()} basic API)"
+    return None
+
+
+# ---- values while printing ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Scalar:
+    code: str            # a C++ float expression
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str            # a LocalTensor<float> variable
+
+
+@dataclass(frozen=True)
+class _Cond:
+    """A comparison, kept until `where` prints it (the mask's sense depends on which branch is a tensor)."""
+    mode: str            # "LE" or "GE"
+    lhs: object
+    rhs: object
+
+
+_FLIP = {"LE": "GT", "GE": "LT", "GT": "LE", "LT": "GE"}      # not (a LE b) == (a GT b)
+_SWAP = {"LE": "GE", "GE": "LE"}                             # (s LE x) == (x GE s)
+_TENSOR_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min"}
+_C_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+class _Block:
+    """Prints one expression's instruction sequence over `count` elements into `lines`; temporaries are
+    slices of the scratch TBuf, numbered from 0 for each expression (the plan's widest needs `temps`)."""
+
+    def __init__(self, count: str, pad_count: str, operands: dict[str, object], lines: list[str], indent: str):
+        self.count, self.pad_count = count, pad_count
+        self.operands = operands        # operand name -> _Tensor (loaded tile) or _Scalar (per-row value)
+        self.lines, self.indent = lines, indent
+        self.temps = 0
+        self.masks = 0
+        self.seen: dict[E, object] = {}
+
+    def emit(self, line: str) -> None:
+        self.lines.append(self.indent + line)
+
+    def temp(self) -> _Tensor:
+        t = _Tensor(f"v{self.temps}")
+        self.emit(f"LocalTensor<float> {t.name} = scratch_[{self.temps} * tiling_.tileLength];")
+        self.temps += 1
+        return t
+
+    def tensor(self, v) -> _Tensor:
+        if isinstance(v, _Tensor):
+            return v
+        t = self.temp()
+        self.emit(f"Duplicate({t.name}, {v.code}, {self.count});")
+        return t
+
+    def __call__(self, e: E):
+        if e not in self.seen:
+            self.seen[e] = self._value(e)
+        return self.seen[e]
+
+    def _value(self, e: E):
+        k, a = e.kind, e.args
+        if k == "in":
+            return self.operands[e.value]
+        if k == "attr":
+            return _Scalar(f"tiling_.{e.value}")
+        if k == "tmp":
+            return _Scalar(e.value)
+        if k == "cols":
+            return _Scalar("static_cast<float>(tiling_.n)")
+        if k == "const":
+            return _Scalar(literal(e.value))
+        if k in ("to_f32", "to_f64"):
+            return self(a[0])         # one float type on the vector unit (see the module note)
+        if k == "neg":
+            x = self(a[0])
+            if isinstance(x, _Scalar):
+                return _Scalar(f"(-{x.code})")
+            t = self.temp()
+            self.emit(f"Muls({t.name}, {x.name}, -1.0f, {self.count});")
+            return t
+        if k in ("exp", "sqrt"):
+            x = self.tensor(self(a[0]))
+            t = self.temp()
+            self.emit(f"{k.capitalize()}({t.name}, {x.name}, {self.count});")
+            return t
+        if k == "tanh":
+            # tanh x = 1 - 2 / (exp(2x) + 1): exact limits ±1, no overflow to NaN (exp -> inf gives 1)
+            x = self.tensor(self(a[0]))
+            t = self.temp()
+            self.emit(f"Muls({t.name}, {x.name}, 2.0f, {self.count});")
+            self.emit(f"Exp({t.name}, {t.name}, {self.count});")
+            self.emit(f"Adds({t.name}, {t.name}, 1.0f, {self.count});")
+            two = self.temp()
+            self.emit(f"Duplicate({two.name}, 2.0f, {self.count});")
+            self.emit(f"Div({t.name}, {two.name}, {t.name}, {self.count});")
+            self.emit(f"Muls({t.name}, {t.name}, -1.0f, {self.count});")
+            self.emit(f"Adds({t.name}, {t.name}, 1.0f, {self.count});")
+            return t
+        if k == "to_f16":
+            # round to half (nearest even: CAST_NONE) and back, as ggml's f16 tables read their input
+            x = self.tensor(self(a[0]))
+            h, t = self.temp(), self.temp()
+            self.emit(f"Cast({h.name}.ReinterpretCast<half>(), {x.name}, RoundMode::CAST_NONE, {self.count});")
+            self.emit(f"Cast({t.name}, {h.name}.ReinterpretCast<half>(), RoundMode::CAST_NONE, {self.count});")
+            return t
+        if k in ("le", "ge"):
+            return _Cond(k.upper(), self(a[0]), self(a[1]))
+        if k == "where":
+            return self._where(self(a[0]), self(a[1]), self(a[2]))
+        if k in _TENSOR_BINARY:
+            return self._binary(k, self(a[0]), self(a[1]))
+        if k == "erf":
+            raise Unsupported("erf has no AscendC vector instruction")
+        raise Unsupported(f"cannot print expression node {k!r} as AscendC")
+
+    def _binary(self, k: str, x, y):
+        if isinstance(x, _Scalar) and isinstance(y, _Scalar):
+            if k in _C_BINARY:
+                return _Scalar(f"({x.code} {_C_BINARY[k]} {y.code})")
+            cmp = ">" if k == "max" else "<"
+            return _Scalar(f"({x.code} {cmp} {y.code} ? {x.code} : {y.code})")
+        t = self.temp()
+        n = self.count
+        if isinstance(x, _Tensor) and isinstance(y, _Tensor):
+            self.emit(f"{_TENSOR_BINARY[k]}({t.name}, {x.name}, {y.name}, {n});")
+        elif k in ("add", "mul", "max", "min"):      # commutative: the tensor goes first
+            tens, s = (x, y) if isinstance(x, _Tensor) else (y, x)
+            self.emit(f"{_TENSOR_BINARY[k]}s({t.name}, {tens.name}, {s.code}, {n});")
+        elif k == "sub" and isinstance(x, _Tensor):
+            self.emit(f"Adds({t.name}, {x.name}, -({y.code}), {n});")
+        elif k == "sub":                              # s - x = (-x) + s, the same rounding
+            self.emit(f"Muls({t.name}, {y.name}, -1.0f, {n});")
+            self.emit(f"Adds({t.name}, {t.name}, {x.code}, {n});")
+        else:                                         # a true division, not a multiply by the reciprocal
+            self.emit(f"Duplicate({t.name}, {(x if isinstance(x, _Scalar) else y).code}, {n});")
+            args = (t.name, y.name) if isinstance(x, _Scalar) else (x.name, t.name)
+            self.emit(f"Div({t.name}, {args[0]}, {args[1]}, {n});")
+        return t
+
+    def _where(self, c, a, b):
+        if not isinstance(c, _Cond):
+            raise Unsupported(f"where on a non-comparison {c!r}")
+        lhs, rhs, mode = c.lhs, c.rhs, c.mode
+        if isinstance(lhs, _Scalar) and isinstance(rhs, _Scalar):
+            # the same for the whole row: pick a branch (both were computed; the other is dropped)
+            cond = f"({lhs.code} {'<=' if mode == 'LE' else '>='} {rhs.code})"
+            if isinstance(a, _Scalar) and isinstance(b, _Scalar):
+                return _Scalar(f"({cond} ? {a.code} : {b.code})")
+            ta, tb = self.tensor(a), self.tensor(b)
+            t = _Tensor(f"pick{len(self.seen)}")
+            self.emit(f"LocalTensor<float> {t.name} = {cond} ? {ta.name} : {tb.name};")
+            return t
+        if isinstance(lhs, _Scalar):
+            lhs, rhs, mode = rhs, lhs, _SWAP[mode]
+        if isinstance(a, _Scalar) and isinstance(b, _Scalar):
+            a = self.tensor(a)
+        if isinstance(a, _Scalar):                    # Select takes its scalar second: flip the mask
+            a, b, mode = b, a, _FLIP[mode]
+        mask = f"mask_[{self.masks} * maskBytes_]"
+        self.masks += 1
+        pc = self.pad_count
+        if isinstance(rhs, _Scalar):
+            self.emit(f"Compares({mask}, {lhs.name}, static_cast<float>({rhs.code}), CMPMODE::{mode}, {pc});")
+        else:
+            self.emit(f"Compare({mask}, {lhs.name}, {rhs.name}, CMPMODE::{mode}, {pc});")
+        t = self.temp()
+        if isinstance(b, _Scalar):
+            self.emit(f"Select({t.name}, {mask}, {a.name}, static_cast<float>({b.code}), "
+                      f"SELMODE::VSEL_TENSOR_SCALAR_MODE, {pc});")
+        else:
+            self.emit(f"Select({t.name}, {mask}, {a.name}, {b.name}, SELMODE::VSEL_TENSOR_TENSOR_MODE, {pc});")
+        return t
+
+
+# ---- the kernel -------------------------------------------------------------------------------------------
+
+def _is_tensor(layout: str) -> bool:
+    return layout in ("elem", "col", "slice")
+
+
+def _gm_offset(o, col: str) -> str:
+    return {"elem": f"row * tiling_.n + {col}", "col": col,
+            "slice": f"row * tiling_.{o.name}_stride + tiling_.{o.name}_offset + {col}"}[o.layout]
+
+
+@dataclass(frozen=True)
+class _Source:
+    text: str
+    temps: int           # scratch tiles the widest expression needs
+    masks: int           # Compare masks the widest expression needs
+    fields: tuple[tuple[str, str], ...]   # tiling fields after the shape fields: (ctype, name)
+
+
+def _source(plan: KernelPlan, name: str, chip: AscendChip) -> _Source:
+    tensors = [o for o in plan.operands if _is_tensor(o.layout)]
+    scalars_in = [o for o in plan.operands if not _is_tensor(o.layout)]
+    fields = [("uint32_t", f"{o.name}_{f}") for o in plan.slices for f in ("stride", "offset")]
+    fields += [("uint32_t", f"{o.name}_present") for o in plan.operands if o.absent is not None]
+    fields += [("float", a) for a in plan.scalars]
+    temps = masks = 0
+    body: list[str] = []
+    ind = " " * 12
+
+    def row_scalars() -> dict[str, object]:
+        return {o.name: _Scalar(f"{o.name}_r") for o in scalars_in}
+
+    # per-row inputs: one float each, read once per row
+    for o in scalars_in:
+        read = f"{o.name}Gm_.GetValue({'row' if o.layout == 'row' else '0'})"
+        if o.absent is not None:
+            read = f"(tiling_.{o.name}_present ? {read} : {literal(o.absent)})"
+        body.append(f"{ind}const float {o.name}_r = {read};")
+
+    def tile_loop(expr_of, finish, used: set[str]) -> None:
+        """A loop over the row's tiles: load the tensor operands `used`, print expressions, finish."""
+        nonlocal temps, masks
+        body.append(f"{ind}for (uint32_t col = 0; col < tiling_.n; col += tiling_.tileLength) {{")
+        inner = ind + "    "
+        body.append(f"{inner}const uint32_t rest = tiling_.n - col;")
+        body.append(f"{inner}const int32_t len = static_cast<int32_t>(rest < tiling_.tileLength ? rest : tiling_.tileLength);")
+        body.append(f"{inner}const uint32_t padLen = (static_cast<uint32_t>(len) + {LANES - 1}) / {LANES} * {LANES};")
+        ops = {**row_scalars()}
+        for o in tensors:
+            if o.name in used:
+                body.append(f"{inner}Load{o.name}(row, col, len);")
+        for o in tensors:
+            if o.name in used:
+                body.append(f"{inner}LocalTensor<float> {o.name}T = {o.name}Queue_.DeQue<float>();")
+                ops[o.name] = _Tensor(f"{o.name}T")
+        blk = _Block("len", "padLen", ops, body, inner)
+        expr_of(blk)
+        finish(blk, inner)
+        for o in tensors:
+            if o.name in used:
+                body.append(f"{inner}{o.name}Queue_.FreeTensor({o.name}T);")
+        temps, masks = max(temps, blk.temps), max(masks, blk.masks)
+        body.append(f"{ind}}}")
+
+    from llmc.ir.pointwise import walk
+
+    def used_by(*exprs: E) -> set[str]:
+        return {n.value for e in exprs for n in walk(e) if n.kind == "in"}
+
+    for st in plan.stages:
+        if st.kind == "let":
+            body += [f"{ind}float {st.tmp};", f"{ind}{{"]
+            blk = _Block(str(BLOCK), str(LANES), row_scalars(), body, ind + "    ")
+            v = blk(st.expr)
+            if isinstance(v, _Tensor):
+                i2 = ind + "    "
+                body += [f"{i2}SetFlag<HardEvent::V_S>(EVENT_ID0);", f"{i2}WaitFlag<HardEvent::V_S>(EVENT_ID0);",
+                         f"{i2}{st.tmp} = {v.name}.GetValue(0);",
+                         f"{i2}SetFlag<HardEvent::S_V>(EVENT_ID0);", f"{i2}WaitFlag<HardEvent::S_V>(EVENT_ID0);"]
+            else:
+                body.append(f"{ind}    {st.tmp} = {v.code};")
+            body.append(f"{ind}}}")
+            temps, masks = max(temps, blk.temps), max(masks, blk.masks)
+            continue
+        start = "0.0f" if st.kind == "sum" else "-INFINITY"
+        body.append(f"{ind}float {st.tmp} = {start};")
+        api = "ReduceSum" if st.kind == "sum" else "ReduceMax"
+        holder: dict = {}
+
+        def expr_of(blk, st=st):
+            holder["v"] = blk.tensor(blk(st.expr))
+
+        def finish(blk, inner, st=st, api=api):
+            body.append(f"{inner}{api}(reduced_, {holder['v'].name}, reduceWork_, len);")
+            body.append(f"{inner}SetFlag<HardEvent::V_S>(EVENT_ID0);")
+            body.append(f"{inner}WaitFlag<HardEvent::V_S>(EVENT_ID0);")
+            if st.kind == "sum":
+                body.append(f"{inner}{st.tmp} += reduced_.GetValue(0);")
+            else:
+                body.append(f"{inner}{st.tmp} = {st.tmp} > reduced_.GetValue(0) ? {st.tmp} : reduced_.GetValue(0);")
+            body.append(f"{inner}SetFlag<HardEvent::S_V>(EVENT_ID0);")
+            body.append(f"{inner}WaitFlag<HardEvent::S_V>(EVENT_ID0);")
+        tile_loop(expr_of, finish, used_by(st.expr))
+
+    if plan.per_row_out:
+        # one value per row: computed on one block, stored as one float
+        body.append(f"{ind}{{")
+        ind = ind + "    "
+        blk = _Block(str(BLOCK), str(LANES), row_scalars(), body, ind)
+        for k, (y, e) in enumerate(zip(plan.outputs, plan.outs)):
+            v = blk(e)
+            body.append(f"{ind}LocalTensor<float> {y}T = {y}Queue_.AllocTensor<float>();")
+            if isinstance(v, _Scalar):
+                body.append(f"{ind}Duplicate({y}T, {v.code}, {BLOCK});")
+            else:
+                body.append(f"{ind}Muls({y}T, {v.name}, 1.0f, {BLOCK});")
+            body += [f"{ind}{y}Queue_.EnQue({y}T);", f"{ind}Store{y}(row, 0, 1);"]
+        body.append(f"{ind[:-4]}}}")
+        temps, masks = max(temps, blk.temps), max(masks, blk.masks)
+    else:
+        values: dict = {}
+
+        def outs_of(blk):
+            for k, e in enumerate(plan.outs):
+                values[k] = blk(e)
+
+        def store(blk, inner):
+            # every output computed before any is stored: an output may share an input's buffer
+            for k, y in enumerate(plan.outputs):
+                v = values[k]
+                body.append(f"{inner}LocalTensor<float> {y}T = {y}Queue_.AllocTensor<float>();")
+                if isinstance(v, _Scalar):
+                    body.append(f"{inner}Duplicate({y}T, {v.code}, len);")
+                else:   # an exact copy (x * 1 keeps -0 and NaN)
+                    body.append(f"{inner}Muls({y}T, {v.name}, 1.0f, len);")
+                body.extend([f"{inner}{y}Queue_.EnQue({y}T);", f"{inner}Store{y}(row, col, len);"])
+        tile_loop(outs_of, store, used_by(*plan.outs))
+
+    text = _render(plan, name, chip, tensors, scalars_in, fields, body, temps, masks)
+    return _Source(text, temps, masks, tuple(fields))
+
+
+def _render(plan, name, chip, tensors, scalars_in, fields, body, temps, masks) -> str:
+    cls = "Kernel" + "".join(p.capitalize() for p in name.removeprefix(PREFIX).split("_"))
+    out = []
+    doc = [w for line in plan.doc for w in textwrap.wrap(line, 100, subsequent_indent="  ")]
+    out.append(f"// {name}: generated by llmc (codegen/ascendc/pointwise.py) for {chip.title} "
+               f"(__NPU_ARCH__ {chip.npu_arch}). Do not edit.")
+    out += [f"//   {line}" for line in doc]
+    out += ["//", "// Rows: core b owns rows [b * rowsPerCore, min((b + 1) * rowsPerCore, rows)); each row is",
+            "// read in tiles of tileLength floats (host-computed tiling, copied from GM below).",
+            '#include "kernel_operator.h"', "", "using namespace AscendC;", "",
+            f"struct {cls}Tiling {{", "    uint32_t rows;", "    uint32_t n;", "    uint32_t tileLength;",
+            "    uint32_t rowsPerCore;"]
+    out += [f"    {c} {f};" for c, f in fields]
+    out += ["};", "", f"class {cls} {{", "public:", f"    __aicore__ inline {cls}() {{}}", ""]
+    gm_args = [*plan.outputs, *(o.name for o in plan.operands)]
+    out.append(f"    __aicore__ inline void Init({', '.join(f'GM_ADDR {a}' for a in gm_args)}, GM_ADDR tiling)")
+    out += ["    {", "        __gm__ uint32_t *src = reinterpret_cast<__gm__ uint32_t *>(tiling);",
+            "        uint32_t *dst = reinterpret_cast<uint32_t *>(&tiling_);",
+            f"        for (uint32_t i = 0; i < sizeof({cls}Tiling) / sizeof(uint32_t); ++i) {{",
+            "            dst[i] = src[i];", "        }",
+            "        const uint32_t first = static_cast<uint32_t>(GetBlockIdx()) * tiling_.rowsPerCore;",
+            "        const uint32_t end = first + tiling_.rowsPerCore;",
+            "        firstRow_ = first;", "        endRow_ = end < tiling_.rows ? end : tiling_.rows;"]
+    sizes = {"elem": "tiling_.rows * tiling_.n", "col": "tiling_.n", "row": "tiling_.rows", "scalar": "1",
+             "slice": None}
+    for y in plan.outputs:
+        size = "tiling_.rows" if plan.per_row_out else "tiling_.rows * tiling_.n"
+        out.append(f"        {y}Gm_.SetGlobalBuffer(reinterpret_cast<__gm__ float *>({y}), {size});")
+    for o in plan.operands:
+        size = sizes[o.layout] or f"tiling_.rows * tiling_.{o.name}_stride"
+        out.append(f"        {o.name}Gm_.SetGlobalBuffer(reinterpret_cast<__gm__ float *>({o.name}), {size});")
+    for q in [*(o.name for o in tensors), *plan.outputs]:
+        out.append(f"        pipe_.InitBuffer({q}Queue_, 1, tiling_.tileLength * sizeof(float));")
+    out.append(f"        pipe_.InitBuffer(scratchBuf_, {max(temps, 1)} * tiling_.tileLength * sizeof(float));")
+    if masks:
+        out += ["        maskBytes_ = (tiling_.tileLength / 8 + 31) / 32 * 32;  // one bit per float, whole blocks",
+                f"        pipe_.InitBuffer(maskBuf_, {masks} * maskBytes_);"]
+    out += ["        // ReduceSum/ReduceMax: one partial per 64-float repeat, rounded up to a block; the result",
+            "        pipe_.InitBuffer(reduceBuf_, ((tiling_.tileLength / 64 + 7) / 8 * 8 + 8) * sizeof(float));",
+            "    }", "", "    __aicore__ inline void Process()", "    {",
+            "        scratch_ = scratchBuf_.Get<float>();"]
+    if masks:
+        out.append("        mask_ = maskBuf_.Get<uint8_t>();")
+    out += ["        reduced_ = reduceBuf_.Get<float>();",
+            "        reduceWork_ = reduced_[8];",
+            "        for (uint32_t row = firstRow_; row < endRow_; ++row) {", *body, "        }", "    }", "",
+            "private:"]
+    for o in tensors:
+        src = f"{o.name}Gm_[{_gm_offset(o, 'col')}]"
+        out += [f"    __aicore__ inline void Load{o.name}(uint32_t row, uint32_t col, int32_t len)", "    {",
+                f"        LocalTensor<float> t = {o.name}Queue_.AllocTensor<float>();"]
+        copy = [f"DataCopyExtParams params{{1, static_cast<uint32_t>(len * sizeof(float)), 0, 0, 0}};",
+                "DataCopyPadExtParams<float> pad{false, 0, 0, 0};", f"DataCopyPad(t, {src}, params, pad);"]
+        if o.absent is not None:
+            out += [f"        if (tiling_.{o.name}_present) {{", *("            " + c for c in copy),
+                    "        } else {", f"            Duplicate(t, {literal(o.absent)}, len);", "        }"]
+        else:
+            out += ["        " + c for c in copy]
+        out += [f"        {o.name}Queue_.EnQue(t);", "    }", ""]
+    for y in plan.outputs:
+        dst = f"{y}Gm_[row]" if plan.per_row_out else f"{y}Gm_[row * tiling_.n + col]"
+        out += [f"    __aicore__ inline void Store{y}(uint32_t row, uint32_t col, int32_t len)", "    {",
+                f"        LocalTensor<float> t = {y}Queue_.DeQue<float>();",
+                "        DataCopyExtParams params{1, static_cast<uint32_t>(len * sizeof(float)), 0, 0, 0};",
+                f"        DataCopyPad({dst}, t, params);", f"        {y}Queue_.FreeTensor(t);",
+                "        (void)col;" if plan.per_row_out else "", "    }", ""]
+    out += ["    TPipe pipe_;"]
+    out += [f"    TQue<TPosition::VECIN, 1> {o.name}Queue_;" for o in tensors]
+    out += [f"    TQue<TPosition::VECOUT, 1> {y}Queue_;" for y in plan.outputs]
+    out += ["    TBuf<TPosition::VECCALC> scratchBuf_;", "    TBuf<TPosition::VECCALC> reduceBuf_;"]
+    if masks:
+        out += ["    TBuf<TPosition::VECCALC> maskBuf_;", "    LocalTensor<uint8_t> mask_;", "    uint32_t maskBytes_ = 0;"]
+    out += ["    LocalTensor<float> scratch_;", "    LocalTensor<float> reduced_;", "    LocalTensor<float> reduceWork_;"]
+    out += [f"    GlobalTensor<float> {a}Gm_;" for a in gm_args]
+    out += [f"    {cls}Tiling tiling_;", "    uint32_t firstRow_ = 0;", "    uint32_t endRow_ = 0;", "};", "",
+            f'extern "C" __global__ __aicore__ void {name}({", ".join(f"GM_ADDR {a}" for a in gm_args)}, '
+            "GM_ADDR tiling)", "{", f"    {cls} op;", f"    op.Init({', '.join(gm_args)}, tiling);",
+            "    op.Process();", "}", ""]
+    return "\n".join(line for line in out if line is not None)
+
+
+def tile_length(chip: AscendChip, n: int, source: _Source, plan: KernelPlan) -> int:
+    """Floats per tile: as long as the row (rounded to whole repeats) and the UB allow, at most MAX_TILE.
+    UB per tile float: 4 B for each input and output queue and scratch tile, 1/8 B per mask."""
+    queues = sum(_is_tensor(o.layout) for o in plan.operands) + len(plan.outputs)
+    per_float = 4 * (queues + max(source.temps, 1)) + source.masks / 8 + 4 / LANES
+    fixed = 2 * 32 + 8 * 4 + 32 * source.masks      # reduce result block, rounding of each mask
+    fit = int((chip.ub_bytes - fixed) // per_float) // LANES * LANES
+    if fit < LANES:
+        raise AscendCodegenError(f"{plan.name}: {queues} queues and {source.temps} scratch tiles leave no "
+                                 f"{LANES}-float tile in {chip.title}'s {chip.ub_bytes} B of UB")
+    return max(LANES, min(fit, MAX_TILE, _round_up(n, LANES)))
+
+
+def kernel(plan: KernelPlan, chip: AscendChip, rows: int, n: int, scalars: dict[str, float] | None = None,
+           slices: dict[str, tuple[int, int]] | None = None, present: dict[str, bool] | None = None) -> AscendKernel:
+    """The AscendC kernel of `plan` for one chip over a (rows, n) view. scalars: the plan's float
+    parameters; slices: slice operand -> (row stride, offset); present: nullable operand -> given."""
+    if not chip.has_data_copy_pad:
+        raise AscendCodegenError(f"{plan.name}: generated pointwise kernels move ragged tiles with DataCopyPad, "
+                                 f"which {chip.title} lacks")
+    why = supports(plan)
+    if why:
+        raise Unsupported(f"{plan.name}: {why}")
+    if rows < 1 or n < 1:
+        raise AscendCodegenError(f"{plan.name}: empty view ({rows} x {n})")
+    scalars, slices, present = scalars or {}, slices or {}, present or {}
+    name = PREFIX + plan.name
+    src = _source(plan, name, chip)
+    tile = tile_length(chip, n, src, plan)
+    rows_per_core = _ceil_div(rows, chip.n_cores)
+    block_dim = _ceil_div(rows, rows_per_core)
+    values = {"rows": rows, "n": n, "tileLength": tile, "rowsPerCore": rows_per_core}
+    for o in plan.slices:
+        values[f"{o.name}_stride"], values[f"{o.name}_offset"] = slices[o.name]
+    for o in plan.operands:
+        if o.absent is not None:
+            values[f"{o.name}_present"] = int(present.get(o.name, True))
+    values.update(scalars)
+    fields = [TilingField(f, "uint32_t", values[f]) for f in ("rows", "n", "tileLength", "rowsPerCore")]
+    fields += [TilingField(f, c, values[f]) for c, f in src.fields]
+    shape = {"elem": (rows, n), "col": (n,), "row": (rows,), "scalar": (1,)}
+    args = [KernelArg(y, "float32", (rows,) if plan.per_row_out else (rows, n),
+                      (rows,) if plan.per_row_out else (rows, n), output=True) for y in plan.outputs]
+    for o in plan.operands:
+        s = shape.get(o.layout) or (rows, slices[o.name][0])
+        args.append(KernelArg(o.name, "float32", s, s))
+    # the launcher fills outputs first in argument order; inputs follow (runtime/ascendc/launch.py)
+    host_spec = dict(name=name, chip_title=chip.title, npu_arch=chip.npu_arch,
+                     launch_symbol="llmc_launch_" + name.removeprefix("llmc_"), args=tuple(args))
+    host = _ENV.get_template("launch_host.cpp.j2").render(k=_Namespace(host_spec))
+    return AscendKernel(name, plan.name, chip, src.text, host, tuple(args), tuple(fields), block_dim,
+                        recipe={"family": "pointwise", "temps": src.temps, "masks": src.masks})
+
+
+class _Namespace:
+    def __init__(self, d: dict):
+        self.__dict__.update(d)
