@@ -272,7 +272,7 @@ def _source(plan: KernelPlan, name: str, chip: AscendChip) -> _Source:
         inner = ind + "    "
         body.append(f"{inner}const uint32_t rest = tiling_.n - col;")
         body.append(f"{inner}const int32_t len = static_cast<int32_t>(rest < tiling_.tileLength ? rest : tiling_.tileLength);")
-        body.append(f"{inner}const uint32_t padLen = (static_cast<uint32_t>(len) + {LANES - 1}) / {LANES} * {LANES};")
+        pad_at = len(body)
         ops = {**row_scalars()}
         for o in tensors:
             if o.name in used:
@@ -283,6 +283,8 @@ def _source(plan: KernelPlan, name: str, chip: AscendChip) -> _Source:
                 ops[o.name] = _Tensor(f"{o.name}T")
         blk = _Block("len", "padLen", ops, body, inner)
         expr_of(blk)
+        if blk.masks:   # Compare/Select count whole 256-byte repeats; lanes past len are never stored
+            body.insert(pad_at, f"{inner}const uint32_t padLen = (static_cast<uint32_t>(len) + {LANES - 1}) / {LANES} * {LANES};")
         finish(blk, inner)
         for o in tensors:
             if o.name in used:
@@ -449,7 +451,7 @@ def _render(plan, name, chip, tensors, scalars_in, fields, body, temps, masks) -
     return "\n".join(line for line in out if line is not None)
 
 
-def tile_length(chip: AscendChip, n: int, source: _Source, plan: KernelPlan) -> int:
+def tile_length(chip: AscendChip, n: int, source: _Source, plan: KernelPlan, max_tile: int = MAX_TILE) -> int:
     """Floats per tile: as long as the row (rounded to whole repeats) and the UB allow, at most MAX_TILE.
     UB per tile float: 4 B for each input and output queue and scratch tile, 1/8 B per mask."""
     queues = sum(_is_tensor(o.layout) for o in plan.operands) + len(plan.outputs)
@@ -459,13 +461,15 @@ def tile_length(chip: AscendChip, n: int, source: _Source, plan: KernelPlan) -> 
     if fit < LANES:
         raise AscendCodegenError(f"{plan.name}: {queues} queues and {source.temps} scratch tiles leave no "
                                  f"{LANES}-float tile in {chip.title}'s {chip.ub_bytes} B of UB")
-    return max(LANES, min(fit, MAX_TILE, _round_up(n, LANES)))
+    return max(LANES, min(fit, max_tile, _round_up(n, LANES)))
 
 
 def kernel(plan: KernelPlan, chip: AscendChip, rows: int, n: int, scalars: dict[str, float] | None = None,
-           slices: dict[str, tuple[int, int]] | None = None, present: dict[str, bool] | None = None) -> AscendKernel:
+           slices: dict[str, tuple[int, int]] | None = None, present: dict[str, bool] | None = None,
+           max_tile: int = MAX_TILE) -> AscendKernel:
     """The AscendC kernel of `plan` for one chip over a (rows, n) view. scalars: the plan's float
-    parameters; slices: slice operand -> (row stride, offset); present: nullable operand -> given."""
+    parameters; slices: slice operand -> (row stride, offset); present: nullable operand -> given;
+    max_tile: a lower tile cap (a multiple of 64) makes short rows span several tiles (tests)."""
     if not chip.has_data_copy_pad:
         raise AscendCodegenError(f"{plan.name}: generated pointwise kernels move ragged tiles with DataCopyPad, "
                                  f"which {chip.title} lacks")
@@ -477,7 +481,7 @@ def kernel(plan: KernelPlan, chip: AscendChip, rows: int, n: int, scalars: dict[
     scalars, slices, present = scalars or {}, slices or {}, present or {}
     name = PREFIX + plan.name
     src = _source(plan, name, chip)
-    tile = tile_length(chip, n, src, plan)
+    tile = tile_length(chip, n, src, plan, max_tile)
     rows_per_core = _ceil_div(rows, chip.n_cores)
     block_dim = _ceil_div(rows, rows_per_core)
     values = {"rows": rows, "n": n, "tileLength": tile, "rowsPerCore": rows_per_core}
