@@ -139,7 +139,11 @@ class Graph:
         nx = _nx()
         groups = {nid: self.node(nid).fused.group for nid in self.g.nodes if self.node(nid).fused is not None}
         if groups:
-            quotient = nx.quotient_graph(self.g, lambda a, b: groups.get(a, a) == groups.get(b, b))
+            blocks_of: dict[int, set[int]] = {}
+            for nid in self.g.nodes:
+                blocks_of.setdefault(groups.get(nid, nid), set()).add(nid)
+            # given as blocks, not as a relation: networkx would test the relation on every pair of nodes
+            quotient = nx.quotient_graph(self.g, list(blocks_of.values()))
             blocks = {min(block): block for block in quotient.nodes}
             contracted = nx.relabel_nodes(quotient, {block: min(block) for block in quotient.nodes})
             topo = []

@@ -68,3 +68,25 @@ def test_example_runs_with_no_arguments(example, tmp_path):
     out = subprocess.run([sys.executable, str(example)], cwd=tmp_path, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def test_every_package_and_data_file_is_installed():
+    """pyproject's package list and package data cover every package folder and every non-Python file the
+    code reads (templates, headers, profiles, archs): a missing entry works from the checkout and fails
+    only for users of a non-editable install."""
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    tools = project["tool"]["setuptools"]
+    folder_of = {name: ROOT / path for name, path in tools["package-dir"].items()}
+
+    def folder(package: str) -> Path:
+        head = max((n for n in folder_of if package == n or package.startswith(n + ".")), key=len)
+        return folder_of[head].joinpath(*package[len(head):].split(".")[1:])
+
+    listed = {folder(p).resolve() for p in tools["packages"]}
+    found = {init.parent.resolve() for top in folder_of.values() for init in top.rglob("__init__.py")}
+    assert sorted(map(str, found - listed)) == []
+    data = {f.resolve() for p, globs in tools["package-data"].items() for g in globs for f in folder(p).glob(g)}
+    needed = {f.resolve() for top in folder_of.values() for f in top.rglob("*")
+              if f.suffix in {".j2", ".h", ".c", ".html", ".lark", ".toml", ".llmc", ".cpp"} and f.is_file()}
+    assert sorted(map(str, needed - data)) == []
