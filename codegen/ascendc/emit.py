@@ -21,13 +21,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from llmc.codegen.core.pointwise import NodeKernel, node_kernel
 from llmc.codegen.core.schedule import Call, Emitter
 from llmc.compiler.plan_memory import value_bytes
 from llmc.ir import expr as X
 from llmc.ir.graph import Node
-from llmc.ir.ops import Op
+from llmc.ir.ops import POINTWISE, Op
 
 from . import kernels as K
+from . import pointwise as AP
 from .kernels import AscendChip, AscendCodegenError, AscendKernel
 
 EMU_DIR = Path(__file__).resolve().parents[2] / "runtime" / "ascendc"
@@ -123,10 +125,15 @@ class AscendCEmitter(Emitter):
         self.matrices: dict[int, str] = {}      # weight node -> field of its repacked planes
         self.vectors: dict[int, str] = {}       # weight node -> field of its device copy
         self.stage: list[str] = []              # host staging bytes of each CPU-fallback matmul
+        # the profile claims `pointwise`: every pointwise node (or fused group) runs a kernel generated
+        # from its plan (codegen/ascendc/pointwise.py) instead of a hand-written one
+        self.generates = bool(getattr(profile, "pointwise", False) if not isinstance(profile, dict)
+                              else profile.get("pointwise", False))
+        self.entries: dict[str, Entry] = dict(ENTRIES)
 
     # ---- which kernels a node needs ---------------------------------------------------------------
     def _kernel(self, key: str, **constants) -> str:
-        built = ENTRIES[key].build(self.chip, **constants)
+        built = self.entries[key].build(self.chip, **constants)
         have = self.kernels.get(key)
         if have is not None and have.source != built.source:
             raise AscendCodegenError(f"{built.name}: two nodes need it with different constants {constants}")
@@ -140,6 +147,10 @@ class AscendCEmitter(Emitter):
             return []
         if op is Op.MATMUL:
             return [("matvec_q4_0", {}), ("matvec_q8_0", {}), ("add", {})]
+        if self.generates and op in POINTWISE:
+            if n.fused is not None and n.fused.group != n.id:
+                return []                       # the group's kernel runs at its last member
+            return [(self._generated(node_kernel(g, n)), {})]
         if op in (Op.ADD, Op.MUL):
             other = g.node(g.inputs(n.id)[1])
             if _row_scalar(n, other):
@@ -165,6 +176,40 @@ class AscendCEmitter(Emitter):
             return [("rope", {})]
         raise AscendCodegenError(f"no AscendC kernel for {op.value} %{n.id} on {self.device} ({n.loc}); "
                                  "the device profile should not place it here")
+
+    def _generated(self, k: NodeKernel) -> str:
+        """Register the generated kernel of a plan (once per plan name); its entry key."""
+        plan = k.plan
+        if plan.name not in self.entries:
+            # GM pointers as gm_<name>: a plan's operand may be called `a`, like the entry's llmc_ascend *a
+            params = [f"float *gm_{y}" for y in plan.outputs] + [f"const float *gm_{o.name}" for o in plan.operands]
+            params += ["long rows", "long n"]
+            params += [f"long {o.name}_stride, long {o.name}_offset" for o in plan.slices]
+            params += [f"float {a}" for a in plan.scalars]
+            # the source does not depend on the shape: a stand-in view builds it (the tile length is
+            # the UB's, fixed per plan and chip; rows and n travel in the tiling)
+            stand_in = dict(scalars={a: 0.0 for a in plan.scalars},
+                            slices={o.name: (AP.MAX_TILE, 0) for o in plan.slices})
+            self.entries[plan.name] = Entry(lambda c, plan=plan: AP.kernel(plan, c, 1, AP.MAX_TILE, **stand_in),
+                                            ", ".join(params),
+                                            tuple(f"gm_{v}" for v in (*plan.outputs, *(o.name for o in plan.operands))))
+        return plan.name
+
+    def _pointwise(self, b, n: Node, where: str) -> Call | None:
+        if n.fused is not None and n.fused.group != n.id:
+            return None                         # the group's kernel runs at its last member
+        g = b.graph
+        k = node_kernel(g, n)
+        fn = self.node_kernels[n.id][0]
+
+        def operand(nid: int) -> str:
+            return self._weight_ref(b, nid) if g.node(nid).op is Op.WEIGHT else b.var(nid)
+        args = [b.var(o) for o in k.outputs] + [operand(k.inputs[o.name]) for o in k.plan.operands]
+        args += [f"(long)({b.numel(k.rows)})", f"(long)({b.c(k.n)})"]
+        for o in k.plan.slices:
+            args += [f"(long)({b.c(e)})" for e in k.slices[o.name]]
+        args += [f"(float)({b.c(k.scalars[a])})" for a in k.plan.scalars]
+        return Call(where, [f"if (!{fn}(m->asc, {', '.join(args)}, err, err_len)) return 0;"])
 
     # ---- set-up: device arena, weights, sources ---------------------------------------------------
     def setup(self, b, plan) -> None:
@@ -265,6 +310,8 @@ class AscendCEmitter(Emitter):
         op = n.op
         if op is Op.MATMUL:
             return Call(where, self._matmul(b, n))
+        if self.generates and op in POINTWISE:
+            return self._pointwise(b, n, where)
         if op in (Op.ADD, Op.MUL):
             x, y = ins
             other = g.node(y)
@@ -376,12 +423,16 @@ class AscendCEmitter(Emitter):
     def _host_spec(self, source: str) -> SimpleNamespace:
         entries = []
         for key, kernel in sorted(self.kernels.items()):
-            entry = ENTRIES[key]
+            entry = self.entries[key]
             names = [p.split()[-1].lstrip("*") for p in entry.params.split(",")]
-            fields = [SimpleNamespace(name=f.name, ctype=f.ctype, expr=f"p.{f.name}" if f.name in _PLAN_FIELDS
-                                      else _EXTRA_FIELDS[f.name]) for f in kernel.tiling]
-            missing = [f.name for f in kernel.tiling if f.name not in _PLAN_FIELDS and f.name not in _EXTRA_FIELDS]
-            assert not missing and all(g in names for g in entry.gm), (key, missing)
+            if kernel.recipe["family"] == "pointwise":
+                fields = [SimpleNamespace(name=f.name, ctype=f.ctype, expr=_pointwise_field(f, kernel))
+                          for f in kernel.tiling]
+            else:
+                fields = [SimpleNamespace(name=f.name, ctype=f.ctype, expr=f"p.{f.name}" if f.name in _PLAN_FIELDS
+                                          else _EXTRA_FIELDS[f.name]) for f in kernel.tiling]
+                missing = [f.name for f in kernel.tiling if f.name not in _PLAN_FIELDS and f.name not in _EXTRA_FIELDS]
+                assert not missing and all(g in names for g in entry.gm), (key, missing)
             entries.append(SimpleNamespace(
                 name=kernel.name, short=key.upper(), launch_symbol=kernel.launch_symbol, family=kernel.recipe["family"],
                 recipe=SimpleNamespace(**kernel.recipe), summary=kernel.source.splitlines()[0].partition(": ")[2],
@@ -406,6 +457,23 @@ class AscendCEmitter(Emitter):
             "nodes": {str(nid): [s.replace("llmc_launch_", "llmc_") for s in names]
                       for nid, names in self.node_kernels.items() if names},
         }
+
+
+def _pointwise_field(f, kernel: AscendKernel) -> str:
+    """The C expression of a generated kernel's tiling field in its host entry: the tile length is the
+    one codegen/ascendc/pointwise.py chose; the row split is the host's Plan; the rest are
+    the entry's parameters."""
+    if f.name == "tileLength":
+        return str(kernel.tiling_value("tileLength"))
+    if f.name in ("rows", "rowsPerCore"):
+        return f"p.{f.name}"
+    if f.name == "n":
+        return "static_cast<uint32_t>(n)"
+    if f.name.endswith("_present"):
+        return f"gm_{f.name.removesuffix('_present')} != nullptr ? 1u : 0u"
+    if f.name.endswith(("_stride", "_offset")):
+        return f"static_cast<uint32_t>({f.name})"
+    return f.name
 
 
 def _row_scalar(n: Node, other: Node) -> bool:

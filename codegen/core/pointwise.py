@@ -312,8 +312,11 @@ def group_kernel(graph, group: int) -> NodeKernel:
     """The one kernel of a fused group: every stored member's value, as expressions over the values the
     group reads from outside. Each stored member is one output."""
     import hashlib
+    from llmc.ir.expr import Num
     members = graph.fused_members(group)
-    full = view(graph, graph.node(group))
+    # the widest view of its members: a chain through per-row values (mean, then ops on its (rows, 1)
+    # result) runs over the (rows, n) rows they come from
+    full = max((view(graph, graph.node(m)) for m in members), key=lambda v: v[-1] != Num(1))
     exprs: dict[int, E] = {}
     external: dict[int, str] = {}
     layouts: dict[str, str] = {}
