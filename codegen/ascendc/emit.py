@@ -24,7 +24,6 @@ from typing import Any
 from llmc.codegen.core.pointwise import NodeKernel, node_kernel
 from llmc.codegen.core.schedule import Call, Emitter
 from llmc.compiler.plan_memory import value_bytes
-from llmc.ir import expr as X
 from llmc.ir.graph import Node
 from llmc.ir.ops import POINTWISE, Op
 
@@ -47,41 +46,23 @@ class Entry:
 
 
 _EW2 = "float *z, const float *x, const float *y, long n"
-_EW1 = "float *y, const float *x, long n"
-_ROWS = "float *y, const float *x, long rows, long cols"
 _MATVEC = "float *y, const void *qs, const void *scales, const float *x, long rows, long kdim"
 ENTRIES: dict[str, Entry] = {
-    "add": Entry(lambda c: K.add(c, 64), _EW2, ("x", "y", "z")),
-    "mul": Entry(lambda c: K.mul(c, 64), _EW2, ("x", "y", "z")),
-    "sqr": Entry(lambda c: K.sqr(c, 64), _EW1, ("x", "y")),
-    "rsqrt": Entry(lambda c: K.rsqrt(c, 64), _EW1, ("x", "y")),
-    "silu": Entry(lambda c: K.silu(c, 64), _EW1, ("x", "y")),
-    "scale": Entry(lambda c: K.scale(c, 64), _EW1 + ", float scale, float bias", ("x", "y")),
-    "swiglu": Entry(lambda c: K.swiglu(c, 64), "float *out, const float *gate, const float *up, long n",
-                    ("gate", "up", "out")),
-    "swiglu_oai": Entry(lambda c, alpha, limit: K.swiglu_oai(c, 64, alpha=alpha, limit=limit),
-                        "float *out, const float *gate, const float *up, long n", ("gate", "up", "out")),
-    "mean": Entry(lambda c: K.mean(c, 8, 64), _ROWS, ("x", "y")),
-    "softmax": Entry(lambda c: K.softmax(c, 8, 64), _ROWS, ("x", "y")),
-    "mul_rows": Entry(lambda c: K.mul_rows(c, 8, 64), "float *y, const float *x, const float *s, long rows, long cols",
-                      ("x", "s", "y")),
-    "rms_norm": Entry(lambda c: K.rms_norm(c, 8, 64),
-                      "float *y, const float *x, const float *gamma, long rows, long cols, float eps",
-                      ("x", "gamma", "y")),
+    "add": Entry(lambda c: K.add(c, 64), _EW2, ("x", "y", "z")),       # the matmul bias
     "rope": Entry(lambda c: K.rope(c, 1, 1, 8),
                   "float *y, const float *x, const float *cos_table, const float *sin_table, long tokens, "
                   "long heads, long head_dim, long n_dims, int neox", ("x", "cos_table", "sin_table", "y")),
     "matvec_q4_0": Entry(lambda c: K.matvec(c, "q4_0", 8, 64), _MATVEC, ("qs", "scales", "x", "y")),
     "matvec_q8_0": Entry(lambda c: K.matvec(c, "q8_0", 8, 64), _MATVEC, ("qs", "scales", "x", "y")),
 }
+# Pointwise ops and fused chains get entries generated from their plans (AscendCEmitter._generated).
 # Tiling fields the host computes outside the family's plan (kernels.py TilingField names -> C).
-_EXTRA_FIELDS = {"eps": "eps", "invCols": "1.0f / (float)cols", "scale": "scale", "bias": "bias"}
+_EXTRA_FIELDS: dict[str, str] = {}
 _PLAN_FIELDS = {
     "totalLength", "tileLength", "numTiles", "tilesPerCore", "rows", "cols", "colsAligned", "rowStride",
     "rowsPerCore", "rowsPerIter", "workBytes", "tokens", "heads", "headDim", "rowWidth", "nDims", "neox",
     "tokensPerCore", "k", "groups", "groupsAligned", "qsStride", "scaleTileElems", "maxRepeat",
 }
-_UNARY = {Op.SQR: "sqr", Op.RSQRT: "rsqrt", Op.SILU: "silu"}
 
 
 def chip_of(device: str, profile: Any) -> AscendChip:
@@ -147,31 +128,13 @@ class AscendCEmitter(Emitter):
             return []
         if op is Op.MATMUL:
             return [("matvec_q4_0", {}), ("matvec_q8_0", {}), ("add", {})]
-        if self.generates and op in POINTWISE:
+        if op in POINTWISE:
+            if not self.generates:
+                raise AscendCodegenError(f"{self.device}: the profile does not claim `pointwise`, and AscendC "
+                                         f"pointwise kernels are only generated ({op.value} %{n.id}, {n.loc})")
             if n.fused is not None and n.fused.group != n.id:
                 return []                       # the group's kernel runs at its last member
             return [(self._generated(node_kernel(g, n)), {})]
-        if op in (Op.ADD, Op.MUL):
-            other = g.node(g.inputs(n.id)[1])
-            if _row_scalar(n, other):
-                if op is Op.ADD:
-                    raise AscendCodegenError(f"%{n.id}: add of a per-row scalar has no AscendC kernel ({n.loc})")
-                return [("mul_rows", {})]
-            return [(op.value, {})]
-        if op in _UNARY:
-            return [(_UNARY[op], {})]
-        if op is Op.SCALE:
-            return [("scale", {})]
-        if op is Op.MEAN:
-            return [("mean", {})]
-        if op is Op.SOFTMAX:
-            return [("softmax", {})]
-        if op in (Op.RMS_NORM, Op.RMS_NORM_MUL):
-            return [("rms_norm", {})]
-        if op is Op.SWIGLU:
-            return [("swiglu", {})]
-        if op is Op.SWIGLU_OAI:
-            return [("swiglu_oai", {"alpha": _const(n, "alpha"), "limit": _const(n, "limit")})]
         if op is Op.ROPE:
             return [("rope", {})]
         raise AscendCodegenError(f"no AscendC kernel for {op.value} %{n.id} on {self.device} ({n.loc}); "
@@ -295,64 +258,15 @@ class AscendCEmitter(Emitter):
         return f"m->{field}[il]" if b.graph.node(nid).region == "layer" else f"m->{field}"
 
     def emit(self, b, n: Node) -> Call | None:
-        g = b.graph
         if n.op in (Op.LOOP_IN, Op.RESHAPE, Op.TRANSFER, Op.WEIGHT):
             return None
-        ins = g.inputs(n.id)
-        v, out, a = b.var, b.var(n.id), n.attrs
-        rows, cols, total = b.numel(n.shape, -1), b.ci(n.shape[-1]), b.numel(n.shape)
         fn = self.node_kernels[n.id]
         where = f"{b.where(n)}  [{self.device}: {', '.join(k.removeprefix('llmc_launch_') for k in fn)}]"
-
-        def check(call: str) -> str:
-            return f"if (!{call}) return 0;"
-
         op = n.op
         if op is Op.MATMUL:
             return Call(where, self._matmul(b, n))
-        if self.generates and op in POINTWISE:
+        if op in POINTWISE:
             return self._pointwise(b, n, where)
-        if op in (Op.ADD, Op.MUL):
-            x, y = ins
-            other = g.node(y)
-            if _row_scalar(n, other):
-                return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(x)}, {v(y)}, {rows}, {cols}, err, err_len)")])
-            if other.op is Op.WEIGHT:
-                # a (cols,) vector over every row: one launch per row (a broadcast kernel would do it in one)
-                dev = self._weight_ref(b, y)
-                loop = [f"for (long r = 0; r < {rows}; r++)",
-                        "    " + check(f"{fn[0]}(m->asc, {out} + r * {cols}, {v(x)} + r * {cols}, {dev}, {cols}, "
-                                       "err, err_len)")]
-                if other.attrs.get("optional"):
-                    copy = (f"else if (!llmc_ascend_copy(m->asc, {out}, {v(x)}, sizeof(float) * {total}, "
-                            "LLMC_ASCEND_ON_DEVICE, err, err_len)) return 0;")
-                    return Call(where, [f"if ({dev}) {{"] + ["    " + line for line in loop] + ["}", copy])
-                return Call(where, loop)
-            if other.shape != n.shape:
-                raise AscendCodegenError(f"%{n.id} {op.value}: broadcast of {other.shape} over {n.shape} "
-                                         f"has no AscendC kernel ({n.loc})")
-            return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(x)}, {v(y)}, {total}, err, err_len)")])
-        if op in _UNARY:
-            return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, {total}, err, err_len)")])
-        if op is Op.SCALE:
-            return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, {total}, (float)({b.c(a['scale'])}), "
-                                      f"(float)({b.c(a['bias'])}), err, err_len)")])
-        if op in (Op.MEAN, Op.SOFTMAX):
-            src = g.node(ins[0]).shape
-            return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, {b.numel(src, -1)}, {b.ci(src[-1])}, "
-                                      "err, err_len)")])
-        if op in (Op.RMS_NORM, Op.RMS_NORM_MUL):
-            eps = f"(float)({b.c(a['eps'])})"
-            if op is Op.RMS_NORM_MUL:
-                gamma = self._weight_ref(b, ins[1]) if g.node(ins[1]).op is Op.WEIGHT else v(ins[1])
-                return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, {gamma}, {rows}, {cols}, {eps}, "
-                                          "err, err_len)")])
-            return Call(where, ["{", "    const float *ones;",
-                                "    " + check(f"llmc_ascend_ones(m->asc, {cols}, &ones, err, err_len)"),
-                                "    " + check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, ones, {rows}, {cols}, {eps}, "
-                                              "err, err_len)"), "}"])
-        if op in (Op.SWIGLU, Op.SWIGLU_OAI):
-            return Call(where, [check(f"{fn[0]}(m->asc, {out}, {v(ins[0])}, {v(ins[1])}, {total}, err, err_len)")])
         if op is Op.ROPE:
             return Call(where, self._rope(b, n))
         raise AscendCodegenError(f"no AscendC kernel for {op.value} %{n.id} ({n.loc})")
@@ -474,15 +388,3 @@ def _pointwise_field(f, kernel: AscendKernel) -> str:
     if f.name.endswith(("_stride", "_offset")):
         return f"static_cast<uint32_t>({f.name})"
     return f.name
-
-
-def _row_scalar(n: Node, other: Node) -> bool:
-    """other is (..., 1) against n's (..., cols): one scalar per row (what a decomposed rms_norm makes)."""
-    return len(other.shape) == len(n.shape) and other.shape[-1] == X.Num(1) and n.shape[-1] != X.Num(1)
-
-
-def _const(n: Node, attr: str) -> float:
-    value = X.try_eval(n.attrs[attr], {})
-    if value is None:
-        raise AscendCodegenError(f"%{n.id} {n.op.value}: {attr} must be a constant for its AscendC kernel ({n.loc})")
-    return float(value)

@@ -1,7 +1,9 @@
 """AscendC kernels for Ascend 310B / 310P / 910B: tiling in Python, source from jinja2 templates.
 
-Each public function (``add``, ``mul``, ``swiglu``, ``swiglu_oai``, ``rms_norm``, ``softmax``, ``rope``,
-``matvec``) takes an :class:`AscendChip` and the problem shape and returns an :class:`AscendKernel`:
+The pointwise ops of models are generated from their definitions (codegen/ascendc/pointwise.py); the
+hand-written kernels here are the ones that need more than a vector expression (``rope``, ``matvec``),
+``add`` (the matmul bias) and ``rms_norm`` (310P's and f16 single-kernel path). Each public function
+takes an :class:`AscendChip` and the problem shape and returns an :class:`AscendKernel`:
 the kernel source, its host launch wrapper, the argument layout in GM and the tiling values.
 
 The sources never depend on the shape, only on (op, dtype, chip): shapes travel in the tiling struct
@@ -221,30 +223,13 @@ def _spec(
     )
 
 
-# ---- elementwise: add, mul, swiglu, swiglu_oai ---------------------------------------------------
+# ---- elementwise: add ----------------------------------------------------------------------------
 
 _ELEMENTWISE = {
-    # op: (inputs, output, summary, fp32 scratch buffers for fp32 io, for fp16 io)
+    # op: (inputs, output, summary, fp32 scratch buffers for fp32 io, for fp16 io). The pointwise ops of
+    # models are generated from their definitions (codegen/ascendc/pointwise.py); add stays for the
+    # matmul bias and for 310P, which lacks the DataCopyPad generated kernels rely on.
     "add": (("x", "y"), "z", "z = x + y", (), ()),
-    "sqr": (("x",), "y", "y = x * x", (), ()),
-    "rsqrt": (("x",), "y", "y = 1 / sqrt(x)", (), ()),
-    "scale": (("x",), "y", "y = x * scale + bias (scale, bias in the tiling)", (), ()),
-    "silu": (("x",), "y", "y = x / (1 + exp(-x)), from Muls/Exp/Adds/Reciprocal/Mul", ("tmp",), ("xF", "tmp")),
-    "mul": (("x", "y"), "z", "z = x * y", (), ()),
-    "swiglu": (
-        ("gate", "up"),
-        "out",
-        "out = silu(gate) * up, silu(g) = g / (1 + exp(-g)), fp32 math",
-        ("tmp",),
-        ("gateF", "upF", "tmp"),
-    ),
-    "swiglu_oai": (
-        ("gate", "up"),
-        "out",
-        "out = g * sigmoid(alpha * g) * (u + 1), g = min(gate, limit), u = clamp(up, -limit, limit)",
-        ("tmp",),
-        ("gateF", "upF", "tmp"),
-    ),
 }
 
 
@@ -324,59 +309,7 @@ def add(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "add") -
     return _elementwise("add", chip, n, dtype, origin)
 
 
-def mul(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "mul") -> AscendKernel:
-    """z[N] = x[N] * y[N]."""
-    return _elementwise("mul", chip, n, dtype, origin)
-
-
-def sqr(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "sqr") -> AscendKernel:
-    """y[N] = x[N] * x[N] (the first step of a decomposed rms_norm)."""
-    return _elementwise("sqr", chip, n, dtype, origin)
-
-
-def rsqrt(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "rsqrt") -> AscendKernel:
-    """y[N] = 1 / sqrt(x[N]) with the Rsqrt basic API."""
-    return _elementwise("rsqrt", chip, n, dtype, origin)
-
-
-def scale(
-    chip: AscendChip,
-    n: int,
-    dtype: str = "float32",
-    scale: float = 1.0,
-    bias: float = 0.0,
-    origin: str = "scale",
-) -> AscendKernel:
-    """y[N] = x[N] * scale + bias; scale and bias travel in the tiling (they are hyperparameters)."""
-    extra = (TilingField("scale", "float", float(scale)), TilingField("bias", "float", float(bias)))
-    return _elementwise("scale", chip, n, dtype, origin, extra)
-
-
-def silu(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "silu") -> AscendKernel:
-    """y[N] = silu(x) from basic ops (no Silu high-level API on 310B)."""
-    return _elementwise("silu", chip, n, dtype, origin)
-
-
-def swiglu(chip: AscendChip, n: int, dtype: str = "float32", origin: str = "swiglu") -> AscendKernel:
-    """out[N] = silu(gate) * up from Muls/Exp/Adds/Reciprocal/Mul (fp32 math, any io dtype)."""
-    return _elementwise("swiglu", chip, n, dtype, origin)
-
-
-def swiglu_oai(
-    chip: AscendChip,
-    n: int,
-    dtype: str = "float32",
-    alpha: float = 1.702,
-    limit: float = 7.0,
-    origin: str = "swiglu_oai",
-) -> AscendKernel:
-    """gpt-oss activation: min(g, limit) * sigmoid(alpha * min(g, limit)) * (clamp(u, +-limit) + 1)."""
-    return _elementwise(
-        "swiglu_oai", chip, n, dtype, origin, alpha=repr(float(alpha)), limit=repr(float(limit))
-    )
-
-
-# ---- row kernels: rms_norm, softmax --------------------------------------------------------------
+# ---- row kernels: rms_norm -----------------------------------------------------------------------
 
 
 def _rows_kernel(
@@ -499,63 +432,6 @@ def rms_norm(
     source, host = _render("rms_norm.cpp.j2", spec, args)
     return AscendKernel(
         spec.name, "rms_norm", chip, source, host, args, tuple(fields), block_dim, recipe=spec.recipe
-    )
-
-
-def softmax(
-    chip: AscendChip, rows: int, cols: int, dtype: str = "float32", origin: str = "softmax"
-) -> AscendKernel:
-    """y = exp(x - max(x)) / sum(exp(x - max(x))) per row, from ReduceMax/Adds/Exp/ReduceSum/Muls."""
-    ctype = _io(dtype)[0]
-    scratch = [_Scratch("work", "uint8_t", "workBytes"), _Scratch("scalar", "float", None, 8)]
-    if ctype == "half":
-        scratch.append(_Scratch("xf", "float", "colsAligned"))
-    spec, args, fields, block_dim = _rows_kernel(
-        "softmax",
-        chip,
-        rows,
-        cols,
-        dtype,
-        scratch,
-        [],
-        (),
-        "y = softmax(x) over each row (max, exp, sum)",
-        origin,
-    )
-    source, host = _render("softmax.cpp.j2", spec, args)
-    return AscendKernel(
-        spec.name, "softmax", chip, source, host, args, tuple(fields), block_dim, recipe=spec.recipe
-    )
-
-
-def mean(chip: AscendChip, rows: int, cols: int, dtype: str = "float32", origin: str = "mean") -> AscendKernel:
-    """y[rows] = sum(x[r, :]) / cols per row (ReduceSum + Muls), the second step of a decomposed rms_norm."""
-    ctype = _io(dtype)[0]
-    if not chip.has_data_copy_pad:
-        raise AscendCodegenError(f"mean writes one value per row and needs DataCopyPad, which {chip.title} lacks")
-    scratch = [_Scratch("work", "uint8_t", "workBytes"), _Scratch("scalar", "float", None, 8)]
-    if ctype == "half":
-        scratch.append(_Scratch("xf", "float", "colsAligned"))
-    extra = [TilingField("invCols", "float", 1.0 / cols)]
-    spec, args, fields, block_dim = _rows_kernel(
-        "mean", chip, rows, cols, dtype, scratch, extra, (), "y = sum(x) / cols over each row", origin
-    )
-    spec.doc_lines.append("Output: one value per row, collected in a VECOUT tile and written with DataCopyPad.")
-    args = (args[0], KernelArg("y", dtype, (rows,), (rows,), output=True))
-    source, host = _render("mean.cpp.j2", spec, args)
-    return AscendKernel(spec.name, "mean", chip, source, host, args, tuple(fields), block_dim, recipe=spec.recipe)
-
-
-def mul_rows(chip: AscendChip, rows: int, cols: int, dtype: str = "float32", origin: str = "mul") -> AscendKernel:
-    """y[r, :] = x[r, :] * s[r]: a per-row scalar (the (rows, 1) operand a decomposed rms_norm makes)."""
-    _io(dtype)
-    spec, args, fields, block_dim = _rows_kernel(
-        "mul_rows", chip, rows, cols, dtype, [], [], ("s",), "y = x * s[row], s one scalar per row", origin
-    )
-    args = (args[0], KernelArg("s", dtype, (rows,), (rows,)), args[2])
-    source, host = _render("mul_rows.cpp.j2", spec, args)
-    return AscendKernel(
-        spec.name, "mul_rows", chip, source, host, args, tuple(fields), block_dim, recipe=spec.recipe
     )
 
 
@@ -727,17 +603,7 @@ def matvec(chip: AscendChip, quant: str, rows: int, k: int, origin: str = "matve
 
 KERNELS = {
     "add": add,
-    "mul": mul,
-    "sqr": sqr,
-    "rsqrt": rsqrt,
-    "scale": scale,
-    "silu": silu,
-    "mean": mean,
-    "mul_rows": mul_rows,
-    "swiglu": swiglu,
-    "swiglu_oai": swiglu_oai,
     "rms_norm": rms_norm,
-    "softmax": softmax,
     "rope": rope,
     "matvec": matvec,
 }
