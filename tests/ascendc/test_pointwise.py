@@ -153,3 +153,24 @@ def test_310p_and_erf_are_refused():
     plan = lower("pw_gelu_erf", P.OPS["gelu_erf"].expr, {"x": "elem"})
     with pytest.raises(AP.Unsupported, match="erf"):
         AP.kernel(plan, K.ASCEND_310B, 1, 8)
+
+
+def _pipeline_groups():
+    """Every fused group the pipeline makes on the Ascend profiles for the shipped archs."""
+    from tests.compiler.passes.test_fuse_pointwise import _all_groups
+    return [p for p in _all_groups() if "-ascend" in p.id]
+
+
+@pytest.mark.parametrize("graph,gid", _pipeline_groups())
+def test_pipeline_fused_kernel_matches_the_unfused_chain(graph, gid):
+    """The AscendC kernel of each fused group (qwen2 on 310B: the decomposed rms_norm chain) against its
+    members run one by one (tolerance as tests/compiler/passes/test_fuse_pointwise.py)."""
+    from tests.compiler.passes.test_fuse_pointwise import ENV, chain_case, check_outputs
+    k, rows, n, args, values = chain_case(graph, gid)
+    chip = K.ASCEND_310B if graph.node(gid).device == "ascend310b" else K.ASCEND_910B
+    kernel = AP.kernel(k.plan, chip, rows, n, scalars={a: float(k.scalars[a].eval(ENV)) for a in k.plan.scalars},
+                       max_tile=64)
+    ins = [args[o.name].reshape(a.shape) for o, a in zip(k.plan.operands, [a for a in kernel.args if not a.output])]
+    got = run(kernel, *ins)
+    outs = [np.asarray(y, np.float32).reshape(rows, n) for y in (got if isinstance(got, tuple) else (got,))]
+    check_outputs(graph, k, outs, values, rows, n)

@@ -96,7 +96,7 @@ def _all_groups():
     tmp.write_text(NEW_OPS_LLAMA)
     cases = []
     for arch in [str(ARCHS / f"{a}.llmc") for a in ("llama", "qwen2", "gpt_oss")] + [str(tmp)]:
-        for target in ("cpu", "opencl"):
+        for target in ("cpu", "opencl", "ascend310b", "ascend910b"):
             g = run_pipeline(load_arch(arch), None, pipeline(profiles[target], profiles))
             for gid, ms in _groups(g).items():
                 if len(ms) > 1 and not any(g.node(m).op is Op.SPLIT for m in ms):
@@ -123,8 +123,9 @@ def compiler(tmp_path_factory):
     return build
 
 
-@pytest.mark.parametrize("graph,gid", _all_groups())
-def test_fused_kernel_matches_the_unfused_chain(compiler, graph, gid):
+def chain_case(graph: Graph, gid: int):
+    """Random inputs of a fused group's kernel and the values of its members run one by one through
+    ir/reference.py: (kernel, rows, n, operand name -> array, member id -> array)."""
     k = group_kernel(graph, gid)
     rows = int(np.prod([d.eval(ENV) for d in k.rows])) if k.rows else 1
     n = int(k.n.eval(ENV))
@@ -145,11 +146,10 @@ def test_fused_kernel_matches_the_unfused_chain(compiler, graph, gid):
         attrs = {a: v.eval(ENV) for a, v in node.attrs.items() if isinstance(v, Num) or hasattr(v, "eval")}
         attrs = {a: attrs[a] for a in ref.pointwise.OPS[node.op.value].attrs}
         values[m] = getattr(ref, node.op.value)(*ins, **attrs)
-    ffi, so = compiler(k.plan)
-    outs = [np.full((rows, n), np.nan, np.float32) for _ in k.outputs]
-    ptr = lambda a: ffi.from_buffer("float[]", a)
-    getattr(so, k.plan.name)(*[ptr(y) for y in outs], *[ptr(args[o.name]) for o in k.plan.operands], rows, n,
-                             *[float(k.scalars[a].eval(ENV)) for a in k.plan.scalars])
+    return k, rows, n, args, values
+
+
+def check_outputs(graph: Graph, k, outs, values, rows: int, n: int) -> None:
     for y, m in zip(outs, k.outputs):
         want = values[m].reshape(rows, n).astype(np.float64)
         assert np.array_equal(np.isnan(y), np.isnan(want))          # e.g. rsqrt of a negative random input
@@ -157,3 +157,39 @@ def test_fused_kernel_matches_the_unfused_chain(compiler, graph, gid):
         assert ok.any()
         err = np.abs(y[ok] - want[ok])
         assert (err <= 2e-6 * np.abs(want[ok]) + 1e-5 * np.abs(want[ok]).max()).all(), (graph.node(m).op, err.max())
+
+
+@pytest.mark.parametrize("graph,gid", _all_groups())
+def test_fused_kernel_matches_the_unfused_chain(compiler, graph, gid):
+    k, rows, n, args, values = chain_case(graph, gid)
+    ffi, so = compiler(k.plan)
+    outs = [np.full((rows, n), np.nan, np.float32) for _ in k.outputs]
+    ptr = lambda a: ffi.from_buffer("float[]", a)
+    getattr(so, k.plan.name)(*[ptr(y) for y in outs], *[ptr(args[o.name]) for o in k.plan.operands], rows, n,
+                             *[float(k.scalars[a].eval(ENV)) for a in k.plan.scalars])
+    check_outputs(graph, k, outs, values, rows, n)
+
+
+def test_decomposed_rms_norm_fuses_back_into_one_group():
+    """310B lacks RmsNorm: the decomposed chain (sqr, mean, scale, rsqrt, mul, mul) becomes one group,
+    its per-row members unstored; a per-row value read outside keeps the element-only rule."""
+    profiles = list_profiles()
+    g = run_pipeline(load_arch(str(ARCHS / "qwen2.llmc")), None, pipeline(profiles["ascend310b"], profiles))
+    groups = [[g.node(m).op.value for m in ms] for ms in _groups(g).values()]
+    norms = [ops for ops in groups if "mean" in ops]
+    assert norms and all({"sqr", "mean", "scale", "rsqrt", "mul"} <= set(ops) for ops in norms), groups
+    for gid, ms in _groups(g).items():
+        for m in ms:
+            if g.node(m).op.value in ("mean", "rsqrt"):
+                assert not g.node(m).fused.stored
+    # a mean that is also a graph output: the row chain cannot store it next to per-element values
+    h = Graph("t")
+    x = activation(h)
+    sq = node(h, Op.SQR, [x])
+    mean = node(h, Op.MEAN, [sq])
+    r = node(h, Op.RSQRT, [mean])
+    y = node(h, Op.MUL, [x, r])
+    h.outputs["logits"], h.outputs["mean"] = y, mean
+    after = fuse_pointwise(h, lambda device: True)
+    verify(after)
+    assert after.node(mean).fused is None or after.node(mean).fused.group != after.node(y).fused.group
