@@ -77,6 +77,7 @@ class DeviceProfile:
     weight_message: str
     path: str
     extra: Mapping[str, Any] = field(default_factory=dict)  # npu_arch, has_shift, ...
+    pointwise: bool = False  # the backend generates every op of ir/pointwise.py (and fused chains of them)
     sources: Mapping[str, str] = field(default_factory=dict)  # table -> source note
 
     def supports(
@@ -248,7 +249,8 @@ def load_profile(path: str | os.PathLike) -> DeviceProfile:
         if not isinstance(rule_table, dict):
             raise ProfileError(f"{path}: ops.{op_name}: expected a table")
         ops[op] = _rule(_Reader(path, rule_table, f"ops.{op_name}.", _RULE), op)
-    if top.get("pointwise", bool, False):
+    pointwise = top.get("pointwise", bool, False)
+    if pointwise:
         generated = OpRule(source="generated from its definition in ir/pointwise.py")
         ops = {**{op: generated for op in sorted(POINTWISE, key=lambda o: o.value)}, **ops}
     extra = {k: comp.table[k] for k in ("npu_arch", "has_data_copy_pad", "has_shift") if k in comp.table}
@@ -275,6 +277,7 @@ def load_profile(path: str | os.PathLike) -> DeviceProfile:
         path=str(path),
         extra=extra,
         sources=sources,
+        pointwise=pointwise,
     )
 
 

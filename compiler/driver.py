@@ -22,6 +22,7 @@ from .fit_memory import DEFAULT_N_BATCH, Fit, facts_from_gguf, fit_memory
 from .passes.decompose_ops import decompose_ops
 from .passes.eliminate_dead_code import eliminate_dead_code
 from .passes.fuse_ops import fuse_ops
+from .passes.fuse_pointwise import fuse_pointwise
 from .passes.group_matmuls import group_matmuls
 from .passes.infer_shapes import infer_shapes
 from .passes.insert_transfers import insert_transfers
@@ -58,6 +59,7 @@ def pipeline(profile: DeviceProfile, profiles: dict[str, DeviceProfile],
         ("partition_graph", lambda g: partition_graph(g, profile, profiles, context)),
         ("insert_transfers", insert_transfers),
         ("group_matmuls", group_matmuls),
+        ("fuse_pointwise", lambda g: fuse_pointwise(g, lambda dev: dev in profiles and profiles[dev].pointwise)),
     ]
 
 
@@ -214,15 +216,17 @@ def _manifest(graph: Graph, plan: MemoryPlan, target: str, arch_file: str, spec,
 
 def _op_json(graph: Graph, n) -> dict:
     """One node for the manifest: where it runs and why (partition_graph and decompose_ops wrote why)."""
-    why = str(n.attrs["placement"].value).partition(": ")[2] if "placement" in n.attrs else ""
+    why = n.placement
     j = {"id": n.id, "op": n.op.value, "label": n.label, "region": n.region,
          "shape": [str(d) for d in n.shape], "loc": str(n.loc) if n.loc else None,
          "device": n.device or "cpu", "inputs": [i for i in graph.inputs(n.id) if i is not None],
-         "fallback": why if "fallback_from" in n.attrs else "",
+         "fallback": why if n.fallback_from else "",
          "placement_note": why if why.startswith("assumed") else "",
-         "decomposed_from": str(n.attrs["decomposed_from"].value) if "decomposed_from" in n.attrs else ""}
+         "decomposed_from": n.decomposed_from}
     if n.op is Op.TRANSFER:
         j["transfer"] = {"src": n.attrs["src"].value, "dst": n.attrs["dst"].value}
+    if n.fused is not None:
+        j["fused"] = {"group": n.fused.group, "stored": n.fused.stored}
     return j
 
 

@@ -238,11 +238,17 @@ class Elaborator:
             s = self.scalar(e.right)
             attrs = {"+": {"bias": s}, "-": {"bias": X.Neg(s)}, "*": {"scale": s},
                      "/": {"scale": X.BinOp("/", X.Num(1.0), s)}}[e.op]
-            return self._node(Op.SCALE, [self.tensor(e.left)], attrs, e.loc)
+            return self._node(Op.SCALE, [self.tensor(e.left)], self._scale_attrs(attrs), e.loc)
         if rt and not lt and e.op in "+*":
             s = self.scalar(e.left)
-            return self._node(Op.SCALE, [self.tensor(e.right)], {"bias" if e.op == "+" else "scale": s}, e.loc)
+            attrs = {"bias" if e.op == "+" else "scale": s}
+            return self._node(Op.SCALE, [self.tensor(e.right)], self._scale_attrs(attrs), e.loc)
         raise DslError(f"operator {e.op!r} is not defined between these operands", e.loc)
+
+    @staticmethod
+    def _scale_attrs(attrs: dict) -> dict:
+        """A scale node carries both attributes (x * scale + bias), as kernels read both."""
+        return {"scale": X.Num(1.0), "bias": X.Num(0.0), **attrs}
 
     def call(self, e: ast.ECall) -> Tensor:
         if e.func == "linear":

@@ -103,14 +103,16 @@ def plan_memory(graph: Graph, device: str | None = None, alignment: int = 64) ->
             n = alias_of[n]
         return n
 
+    # a fused member that is not stored lives only inside its group's kernel
     values = [n for n in order if graph.node(n).op is not Op.WEIGHT and n not in alias_of
-              and (device is None or value_device(graph, n) == device)]
+              and (device is None or value_device(graph, n) == device)
+              and (graph.node(n).fused is None or graph.node(n).fused.stored)]
     life = {n: [pos[n], pos[n]] for n in values}
     # a matmul group (compiler/passes/group_matmuls.py) writes every member's output at its first member
     for n in values:
-        group = graph.node(n).attrs.get("group")
-        if group is not None and int(group.value) in pos:
-            life[n][0] = min(life[n][0], pos[int(group.value)])
+        group = graph.node(n).matmul_group
+        if group is not None and group in pos:
+            life[n][0] = min(life[n][0], pos[group])
     for n in order:
         for src in graph.inputs(n):
             if src is None or graph.node(src).op is Op.WEIGHT:
@@ -119,6 +121,9 @@ def plan_memory(graph: Graph, device: str | None = None, alignment: int = 64) ->
             if r not in life:
                 continue                        # another device's value
             use = pos[n]
+            fused = graph.node(n).fused
+            if fused is not None:
+                use = pos[fused.group]          # the group's kernel reads its inputs when it runs
             if graph.node(r).region == "pre" and graph.node(n).region == "layer":
                 use = layer_end
             life[r][1] = max(life[r][1], use)

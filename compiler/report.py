@@ -69,6 +69,11 @@ def summary(manifest: dict) -> str:
         lines.append(f"  fallback {op} -> {device} ({where}{more}): {why}")
     if not f["fallbacks"] and not f["decomposed"]:
         lines.append(f"  every op runs natively on {target}")
+    for gid, members in fused_groups(manifest).items():
+        chain = " + ".join(o["op"] for o in members)
+        region = members[-1]["region"]
+        lines.append(f"  fused on {members[-1]['device']}: {chain} -> one kernel at %{gid}"
+                     f"{' (per layer)' if region == 'layer' else ''}")
     notes = sorted({o["placement_note"] for o in manifest["ops"] if o.get("placement_note")})
     for note in notes:
         lines.append(f"  note: {note}")
@@ -98,6 +103,24 @@ def summary(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def fused_groups(manifest: dict) -> dict[int, list[dict]]:
+    """Fused pointwise groups (compiler/passes/fuse_pointwise.py): the kernel's node id -> its members."""
+    groups: dict[int, list[dict]] = defaultdict(list)
+    for o in manifest["ops"]:
+        if o.get("fused"):
+            groups[o["fused"]["group"]].append(o)
+    return dict(groups)
+
+
+def _fused_note(o: dict) -> str:
+    f = o.get("fused")
+    if not f:
+        return ""
+    if f["group"] == o["id"]:
+        return "runs its fused group's kernel"
+    return f"fused into %{f['group']}" + ("" if f["stored"] else " (not stored)")
+
+
 def explain(manifest: dict) -> str:
     """One row per op node, in run order: id, region, op, label, device, why, DSL location."""
     rows = [("id", "region", "op", "label", "device", "why", "where")]
@@ -109,6 +132,8 @@ def explain(manifest: dict) -> str:
             why = "decomposed from " + o["decomposed_from"].split(":")[0]
         if o["op"] == "transfer":
             why = f"{o['transfer']['src']} -> {o['transfer']['dst']}"
+        if o.get("fused"):
+            why = "; ".join(w for w in (why, _fused_note(o)) if w)
         rows.append((f"%{o['id']}", o["region"], o["op"], o["label"] or "", o["device"], why, o["loc"] or ""))
     widths = [max(len(r[k]) for r in rows) for k in range(5)]
     out = []
@@ -173,12 +198,23 @@ def graph_html(manifest: dict) -> str:
                     f'<path d="M{x1},{y1} C{x1},{(y1 + y2) / 2} {x2},{(y1 + y2) / 2} {x2},{y2}" '
                     f'fill="none" stroke="{stroke}" stroke-width="1.2"/>'
                 )
+    for gid, members in fused_groups(manifest).items():  # a frame around each fused group
+        shown = [m for m in members if m["id"] in row]
+        if len(shown) > 1:
+            y0, y1 = top + row[shown[0]["id"]] * row_h - 2, top + row[shown[-1]["id"]] * row_h + 22
+            x = x_of[shown[-1]["device"]] - 4
+            svg.append(
+                f'<g><title>fused: one generated kernel at %{gid}</title><rect x="{x}" y="{y0}" width="228" '
+                f'height="{y1 - y0}" rx="6" fill="none" stroke="#555" stroke-dasharray="3 2"/></g>'
+            )
     for o in ops:
         y = top + row[o["id"]] * row_h
         x = x_of[o["device"]]
         why = o.get("fallback") or ""
         if o.get("decomposed_from"):
             why = "part of " + o["decomposed_from"].split(":")[0] + " (decomposed, see above)"
+        if o.get("fused"):
+            why = "; ".join(w for w in (why, _fused_note(o)) if w)
         is_t = o["op"] == "transfer"
         fill = "#fff" if is_t else color[o["device"]]
         stroke = "#d62728" if (o.get("fallback") or is_t) else color[o["device"]]

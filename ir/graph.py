@@ -21,6 +21,15 @@ REGIONS = ("pre", "layer", "post")
 
 
 @dataclass(frozen=True)
+class Fused:
+    """Membership of a fused pointwise group (compiler/passes/fuse_pointwise.py): the group runs as one
+    kernel, at its last member `group` (a node id); a `stored` member's value is written to memory (it is
+    read outside the group), the others live only inside the kernel."""
+    group: int
+    stored: bool
+
+
+@dataclass(frozen=True)
 class Node:
     id: int
     op: Op
@@ -31,6 +40,12 @@ class Node:
     region: str
     label: str = ""                 # the DSL name it was assigned to, for dumps and generated comments
     device: str = ""                # set by partitioning; "" means not yet placed
+    # What passes learned about the node (typed, never parsed back from strings):
+    placement: str = ""             # partition_graph: why it runs on `device`
+    fallback_from: str = ""         # partition_graph: the target profile it could not run on, if any
+    decomposed_from: str = ""       # decompose_ops: the composite it came from, and why
+    matmul_group: int | None = None  # group_matmuls: the first member of its matmul group
+    fused: Fused | None = None      # fuse_pointwise
 
 
 @dataclass(frozen=True)
@@ -119,11 +134,29 @@ class Graph:
             yield self.node(nid)
 
     def order(self, region: str | None = None) -> list[int]:
-        """Topological order, regions in run order, ties broken by id (creation order)."""
-        topo = list(_nx().lexicographical_topological_sort(self.g))
+        """Topological order, regions in run order, ties broken by id (creation order); the members of a
+        fused group are consecutive, so that nothing outside the group runs between them."""
+        nx = _nx()
+        groups = {nid: self.node(nid).fused.group for nid in self.g.nodes if self.node(nid).fused is not None}
+        if groups:
+            quotient = nx.quotient_graph(self.g, lambda a, b: groups.get(a, a) == groups.get(b, b))
+            blocks = {min(block): block for block in quotient.nodes}
+            contracted = nx.relabel_nodes(quotient, {block: min(block) for block in quotient.nodes})
+            topo = []
+            for head in nx.lexicographical_topological_sort(contracted):
+                inner = self.g.subgraph(blocks[head])
+                topo += list(nx.lexicographical_topological_sort(inner))
+        else:
+            topo = list(nx.lexicographical_topological_sort(self.g))
         rank = {r: k for k, r in enumerate(REGIONS)}
-        ordered = sorted(topo, key=lambda n: (rank[self.node(n).region], topo.index(n)))
+        index = {n: k for k, n in enumerate(topo)}
+        ordered = sorted(topo, key=lambda n: (rank[self.node(n).region], index[n]))
         return [n for n in ordered if region is None or self.node(n).region == region]
+
+    def fused_members(self, group: int) -> list[int]:
+        """The members of a fused group, in run order (the last is `group`)."""
+        return [n for n in self.order(self.node(group).region)
+                if self.node(n).fused is not None and self.node(n).fused.group == group]
 
     def weights(self) -> list[Node]:
         return [n for n in self.nodes() if n.op is Op.WEIGHT]
@@ -141,8 +174,12 @@ class Graph:
             attrs = ", ".join(f"{k}={v}" for k, v in n.attrs.items())
             where = f"  # {n.loc}" if n.loc else ""
             dev = f" @{n.device}" if n.device else ""
+            notes = [f"{k}={v}" for k, v in (("placement", n.placement), ("fallback_from", n.fallback_from),
+                                             ("decomposed_from", n.decomposed_from),
+                                             ("matmul_group", n.matmul_group), ("fused", n.fused)) if v]
             lines.append(f"[{n.region}] %{n.id} = {n.op.value}({ins}) {shape} {n.dtype}"
-                         f"{' {' + attrs + '}' if attrs else ''}{dev}  {n.label}{where}")
+                         f"{' {' + attrs + '}' if attrs else ''}{dev}  {n.label}{where}"
+                         + (f"  [{'; '.join(notes)}]" if notes else ""))
         return "\n".join(lines)
 
 

@@ -219,8 +219,10 @@ OPS: dict[str, Pointwise] = {p.name: p for p in [
     _unary("gelu", _gelu, "GELU, tanh form, through ggml's f16 table (x <= -10 -> 0, x >= 10 -> x)"),
     _unary("gelu_erf", lambda x: 0.5 * x * (1.0 + erf(x * const(0.70710678118654752440084436210484))),
            "GELU, erf form: 0.5 x (1 + erf(x / sqrt 2))"),
-    Pointwise("softcap", ("x",), tanh(X * (1.0 / attr("cap"))) * attr("cap"), {"cap": None},
-              doc="tanh(x / cap) * cap (Gemma 2 logit soft-capping; llama.cpp scales by 1/cap)",
+    Pointwise("softcap", ("x",), where(le(attr("cap"), 0.0), X, tanh(X * (1.0 / attr("cap"))) * attr("cap")),
+              {"cap": None},
+              doc="tanh(x / cap) * cap (Gemma 2 logit soft-capping; llama.cpp scales by 1/cap); cap <= 0 "
+                  "leaves x as it is (llama.cpp skips a cap of 0, so one arch serves files with and without)",
               source="llama.cpp src/models/gemma2.cpp: scale(1/c), tanh, scale(c)"),
     Pointwise("mean", ("x",), to_f32(row_sum(to_f64(X)) / COLS), doc="mean over the last axis, kept as size 1"),
     Pointwise("softmax", ("x",), to_f32(exp(X - row_max(X)) / row_sum(to_f64(exp(X - row_max(X))))),

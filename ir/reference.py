@@ -47,8 +47,7 @@ def _pointwise(name: str):
     return run
 
 
-# add, mul, div, scale, sqr, rsqrt, silu, tanh, exp, gelu, gelu_erf, softcap, mean, softmax, rms_norm,
-# rms_norm_mul, layer_norm, swiglu, swiglu_oai, split: one function each, from ir/pointwise.py
+# one function for each op of ir/pointwise.py (add, mul, rms_norm, silu, softmax, ...), from its definition
 globals().update({name: _pointwise(name) for name in pointwise.OPS})
 
 

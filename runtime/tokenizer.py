@@ -183,11 +183,15 @@ class Tokenizer:
 
     @classmethod
     def from_metadata(cls, md: dict[str, Any]) -> Tokenizer:
-        """Build from a GGUF metadata dict (GGUFFile(path).metadata or read_header(...).metadata)."""
+        """Build from a GGUF metadata dict (GGUFFile(path).metadata or read_header(...).metadata). A
+        SentencePiece vocabulary (model "llama") gives a runtime/spm_tokenizer.py SpmTokenizer."""
         model = _require(md, "tokenizer.ggml.model")
+        if model == "llama":
+            from .spm_tokenizer import SpmTokenizer
+            return SpmTokenizer.from_metadata(md)
         if model != "gpt2":
             raise TokenizerError(f"tokenizer.ggml.model = {model!r} is not supported; llmc supports "
-                                 f"byte-level BPE ('gpt2')")
+                                 f"byte-level BPE ('gpt2') and SentencePiece ('llama')")
         pre = md.get("tokenizer.ggml.pre", "default")
         if pre not in PRE_TOKENIZERS:
             raise TokenizerError(f"tokenizer.ggml.pre = {pre!r} is not supported; "

@@ -31,8 +31,19 @@ def smollm2_path() -> str:
 
     try:
         return fetch.smollm2()
-    except (OSError, subprocess.CalledProcessError) as exc:
+    except (OSError, subprocess.CalledProcessError, fetch.FetchError) as exc:
         pytest.skip(f"SmolLM2 is not cached and could not be downloaded: {exc}")
+
+
+@pytest.fixture(scope="session")
+def gemma3_270m_path() -> str:
+    """Gemma 3 270M Q4_K_M (gemma3 arch, SentencePiece vocabulary), from the cache or downloaded once."""
+    from llmc import fetch
+
+    try:
+        return fetch.gemma3_270m()
+    except (OSError, fetch.FetchError) as exc:
+        pytest.skip(f"Gemma 3 270M is not cached and could not be downloaded: {exc}")
 
 
 def _write(tmp_path_factory, name: str, writer, **kwargs) -> str:

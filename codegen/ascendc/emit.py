@@ -1,6 +1,6 @@
 """The AscendC emitter: the nodes partitioning put on an Ascend device become AscendC kernel launches.
 
-The whole-model schedule (codegen/c/schedule.py) stays the host program. For each node on this device the
+The whole-model schedule (codegen/core/schedule.py) stays the host program. For each node on this device the
 emitter writes C that calls the generated host API (`llmc_ascend.h`): one `llmc_launch_ascendc_<kernel>`
 entry per kernel, which computes the kernel's tiling at run time from the dims it is given and launches it.
 Into the artifact's src/ go the kernels (`llmc_ascendc_<op>_f32.cpp`, from kernels.py), the host code
@@ -21,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from llmc.codegen.c.schedule import Call, Emitter
+from llmc.codegen.core.schedule import Call, Emitter
 from llmc.compiler.plan_memory import value_bytes
 from llmc.ir import expr as X
 from llmc.ir.graph import Node

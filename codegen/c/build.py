@@ -191,7 +191,8 @@ def build(out_dir: Path, hashes: dict[str, str], link_flags: list[str] | None = 
         _publish(cached, target, cached_runner, runner)
         return target, True
     src = out_dir / "src"
-    units = [u for u in sorted(src.glob("*.c")) + sorted(src.glob("*.cpp")) if u.name != RUNNER_SOURCE]
+    # only the units this compile wrote: an artifact directory compiled into before may hold others
+    units = [src / name for name in sorted(hashes) if name.endswith((".c", ".cpp")) and name != RUNNER_SOURCE]
     prelude = {unit: _takes_prelude(unit) for unit in units}
     objects = [_object(unit, key_of_tools, prelude[unit]) for unit in units]
     runner_unit = src / RUNNER_SOURCE

@@ -9,7 +9,7 @@ from llmc.codegen.core.pointwise import node_kernel
 from llmc.ir.ops import POINTWISE
 
 from . import pointwise as c_pointwise
-from .schedule import ROPE_MODE, Call, Emitter
+from llmc.codegen.core.schedule import ROPE_MODE, Call, Emitter
 
 
 class CEmitter(Emitter):
@@ -35,7 +35,7 @@ class CEmitter(Emitter):
         if op is Op.EMBED:
             fn, extra = b.weight_kernel("embed", ins[0])
             return Call(where, [f"{fn}({', '.join(extra + [out, v(ins[0]), v(ins[1]), 'T', cols])});"])
-        if op is Op.MATMUL and "group" in a:
+        if op is Op.MATMUL and n.matmul_group is not None:
             return self._matmul_group(b, n, where)
         if op is Op.MATMUL:
             x, w, bias = ins
@@ -47,6 +47,8 @@ class CEmitter(Emitter):
                 lines.append(self._bias(b, out, bias, rows, n_out))
             return Call(where, lines)
         if op in POINTWISE:
+            if n.fused is not None and n.fused.group != n.id:
+                return None                     # the group's kernel runs at its last member
             return Call(where, [self.pointwise(b, n)])
         if op is Op.ROPE:
             mode = ROPE_MODE[a["mode"].value]
@@ -97,7 +99,7 @@ class CEmitter(Emitter):
         if k.plan.name not in b.s.functions:
             b.s.functions.setdefault("llmc_round_f16", c_pointwise.ROUND_F16)
             b.s.functions[k.plan.name] = c_pointwise.function(k.plan)
-        return c_pointwise.call(k.plan, b.var(n.id), {o: b.var(nid) for o, nid in k.inputs.items()},
+        return c_pointwise.call(k.plan, [b.var(o) for o in k.outputs], {o: b.var(nid) for o, nid in k.inputs.items()},
                                 b.numel(k.rows), f"(long)({b.c(k.n)})",
                                 {o: (f"(long)({b.c(st)})", f"(long)({b.c(off)})") for o, (st, off) in k.slices.items()},
                                 {a: b.c(v) for a, v in k.scalars.items()})
@@ -106,11 +108,11 @@ class CEmitter(Emitter):
         """The first member of a matmul group emits the whole group (compiler/passes/group_matmuls.py);
         the memory plan keeps every member's output free from there on."""
         g = b.graph
-        leader = int(n.attrs["group"].value)
+        leader = n.matmul_group
         if n.id != leader:
             return None
         members = [m for m in g.order(n.region) if g.node(m).op is Op.MATMUL
-                   and "group" in g.node(m).attrs and int(g.node(m).attrs["group"].value) == leader]
+                   and g.node(m).matmul_group == leader]
         x = g.inputs(leader)[0]
         ws = [g.inputs(m)[1] for m in members]
         n_in = b.ci(g.node(ws[0]).shape[1])

@@ -20,7 +20,8 @@ def _read(o: Operand) -> str:
 
 
 def parameters(plan: KernelPlan) -> list[str]:
-    params = ["float *y"] + [f"const float *{o.name}" for o in plan.operands] + ["long rows", "long n"]
+    params = [f"float *{y}" for y in plan.outputs] + [f"const float *{o.name}" for o in plan.operands]
+    params += ["long rows", "long n"]
     params += [f"long {o.name}_stride, long {o.name}_offset" for o in plan.slices]
     return params + [f"float {a}" for a in plan.scalars]
 
@@ -40,20 +41,31 @@ def function(plan: KernelPlan) -> str:
         else:
             body += [f"        float {st.tmp} = -INFINITY;",
                      f"        for (long c = 0; c < n; c++) {st.tmp} = fmaxf({st.tmp}, {pr(st.expr)});"]
-    if plan.per_row_out:
-        body.append(f"        y[r] = {pr(plan.out)};")
-    else:
-        body.append(f"        for (long c = 0; c < n; c++) y[r * n + c] = {pr(plan.out)};")
+    body += _stores(plan, pr, "        ", "r" if plan.per_row_out else "r * n + c",
+                    None if plan.per_row_out else "for (long c = 0; c < n; c++)")
     body.append("    }")
     doc = ["/* " + plan.doc[0]] + [" * " + line for line in plan.doc[1:]] if plan.doc else ["/*"]
     doc[-1] += " */"
     return "\n".join(doc + [f"static void {plan.name}({', '.join(parameters(plan))})", "{", *body, "}", ""])
 
 
-def call(plan: KernelPlan, out: str, operands: dict[str, str], rows: str, n: str,
+def _stores(plan: KernelPlan, pr, indent: str, index: str, loop: str | None) -> list[str]:
+    """Write every output; several outputs are all computed before any is stored, so an output may share
+    its buffer with an input read at the same index."""
+    if len(plan.outs) == 1:
+        store = f"{plan.outputs[0]}[{index}] = {pr(plan.outs[0])};"
+        return [indent + (f"{loop} {store}" if loop else store)]
+    inner = [f"const float v{k} = {pr(e)};" for k, e in enumerate(plan.outs)]
+    inner += [f"{y}[{index}] = v{k};" for k, y in enumerate(plan.outputs)]
+    if not loop:
+        return [indent + line for line in inner]
+    return [indent + loop + " {", *[indent + "    " + line for line in inner], indent + "}"]
+
+
+def call(plan: KernelPlan, out: str | list[str], operands: dict[str, str], rows: str, n: str,
          slices: dict[str, tuple[str, str]], scalars: dict[str, str]) -> str:
     """One call of the kernel: C expressions of the output, each operand, the view and the parameters."""
-    args = [out] + [operands[o.name] for o in plan.operands] + [rows, n]
+    args = ([out] if isinstance(out, str) else list(out)) + [operands[o.name] for o in plan.operands] + [rows, n]
     for o in plan.slices:
         args += list(slices[o.name])
     args += [f"(float)({scalars[a]})" for a in plan.scalars]

@@ -49,9 +49,14 @@ class KernelPlan:
     operands: tuple[Operand, ...]
     scalars: tuple[str, ...]          # float parameters, in order
     stages: tuple[Stage, ...]
-    out: E                            # the element (or per-row) value, f32
+    outs: tuple[E, ...]               # the element (or per-row) value of each output, f32
     per_row_out: bool                 # one output value per row (rows, 1)
     doc: tuple[str, ...] = field(default=())
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the output parameters: y, or y0, y1, ... for a fused group that stores several."""
+        return ("y",) if len(self.outs) == 1 else tuple(f"y{k}" for k in range(len(self.outs)))
 
     @property
     def slices(self) -> tuple[Operand, ...]:
@@ -62,10 +67,12 @@ def tmp(name: str) -> E:
     return E("tmp", value=name)
 
 
-def lower(name: str, expr: E, layouts: dict[str, str], nullable: dict[str, float] | None = None,
+def lower(name: str, expr: E | tuple[E, ...], layouts: dict[str, str], nullable: dict[str, float] | None = None,
           doc: tuple[str, ...] = ()) -> KernelPlan:
-    """The plan of one kernel computing `expr`. layouts: input name -> layout; nullable: inputs that may
-    be NULL at run time -> the value they read as then."""
+    """The plan of one kernel computing `expr` (or several outputs over the same view, sharing their row
+    stages). layouts: input name -> layout; nullable: inputs that may be NULL at run time -> the value
+    they read as then."""
+    exprs = expr if isinstance(expr, tuple) else (expr,)
     nullable = nullable or {}
     stages: list[Stage] = []
     done: dict[tuple[E, bool], E] = {}
@@ -95,12 +102,14 @@ def lower(name: str, expr: E, layouts: dict[str, str], nullable: dict[str, float
             done[(e, not in_row_value)] = new
         return new
 
-    per_row_out = P.per_row(expr)
-    out = hoist(expr)
-    names = P.inputs_of(expr)
+    per_row = {P.per_row(e) for e in exprs}
+    if len(per_row) > 1:
+        raise ValueError(f"{name}: outputs mix per-row and per-element values")
+    outs = tuple(hoist(e) for e in exprs)
+    names = list(dict.fromkeys(n for e in exprs for n in P.inputs_of(e)))
     operands = tuple(Operand(n, layouts[n], nullable.get(n)) for n in names)
-    scalars = tuple(P.attrs_of(expr))
-    return KernelPlan(name, operands, scalars, tuple(stages), out, per_row_out, doc)
+    scalars = tuple(dict.fromkeys(a for e in exprs for a in P.attrs_of(e)))
+    return KernelPlan(name, operands, scalars, tuple(stages), outs, per_row.pop(), doc)
 
 
 def dtype(e: E, stages: dict[str, Stage]) -> str:
@@ -178,6 +187,7 @@ _LAYOUT_CODE = {"elem": "e", "col": "c", "row": "r", "scalar": "s", "slice": "x"
 class NodeKernel:
     """A plan bound to graph values: which node feeds each operand, and the dims of the (rows, n) view."""
     plan: KernelPlan
+    outputs: tuple[int, ...]                    # node ids written, one per plan output
     inputs: dict[str, int]                      # operand -> node id
     rows: tuple                                 # leading dims of the view (symbolic)
     n: object                                   # the row length (symbolic)
@@ -201,8 +211,10 @@ def layout_of(shape: tuple, full: tuple) -> str | None:
 
 
 def node_kernel(graph, node, name: str | None = None) -> NodeKernel:
-    """The kernel of one pointwise node: its definition with absent inputs filled in, each input's
-    layout, and the view it runs over."""
+    """The kernel of one pointwise node (or of the fused group it runs): its definition with absent
+    inputs filled in, each input's layout, and the view it runs over."""
+    if node.fused is not None:
+        return group_kernel(graph, node.fused.group)
     from llmc.ir.ops import definition
     p = definition(node.op)
     ins = graph.inputs(node.id)
@@ -241,5 +253,101 @@ def node_kernel(graph, node, name: str | None = None) -> NodeKernel:
     doc = (f"{p.name}: {p.doc}", "generated from its definition in ir/pointwise.py")
     plan = lower(name or f"pw_{p.name}_{codes}", expr, layouts, nullable, doc)
     scalars = {a: node.attrs[a] for a in plan.scalars}
-    return NodeKernel(plan, {k: present[k] for k in (o.name for o in plan.operands)}, tuple(full[:-1]),
-                      full[-1], slices, scalars)
+    return NodeKernel(plan, (node.id,), {k: present[k] for k in (o.name for o in plan.operands)},
+                      tuple(full[:-1]), full[-1], slices, scalars)
+
+
+def view(graph, node) -> tuple:
+    """The (rows..., n) shape a pointwise node runs over: its output, or for a per-row op its input's."""
+    from llmc.ir.ops import definition
+    if P.per_row(definition(node.op).expr):
+        return graph.node(graph.inputs(node.id)[0]).shape
+    return node.shape
+
+
+def _member_expr(graph, nid: int, exprs: dict[int, E], external: dict[int, str], layouts: dict[str, str],
+                 nullable: dict[str, float], slices: dict, scalars: dict, full: tuple) -> E:
+    """A member's expression over the group's operands: inputs from other members are their
+    expressions, others become operands; attributes are renamed per member (two norms, two eps)."""
+    from llmc.ir.expr import BinOp, Num
+    from llmc.ir.ops import definition
+    node = graph.node(nid)
+    p = definition(node.op)
+    values: dict[str, E] = {}
+    ins = graph.inputs(nid)
+    for spec_name, src in zip(p.inputs, list(ins) + [None] * (len(p.inputs) - len(ins))):
+        key = spec_name.rstrip("?")
+        if src is None:
+            values[key] = P.const(p.absent[key])
+        elif src in exprs:
+            values[key] = exprs[src]
+        else:
+            sn = graph.node(src)
+            if p.name in P.SLICING:
+                name = f"{_ident(sn)}_part{nid}"
+                offset = Num(0)
+                for d in node.attrs["sizes"][:int(node.attrs["part"].value)]:
+                    offset = BinOp("+", offset, d)
+                layouts[name], slices[name] = "slice", (sn.shape[-1], offset)
+            else:
+                name = external.setdefault(src, _ident(sn))
+                layouts[name] = layout_of(sn.shape, full)
+                if sn.attrs.get("optional"):
+                    nullable[name] = p.absent[key]
+            external.setdefault(src, name)
+            values[key] = P.inp(name)
+    for a in P.attrs_of(p.expr):
+        scalars[f"{a}_{nid}"] = node.attrs[a]
+        values[a] = P.attr(f"{a}_{nid}")
+    return P.substitute(p.expr, values)
+
+
+def _ident(node) -> str:
+    import re
+    base = node.label if node.label and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", node.label) else "v"
+    return f"{base}_{node.id}"
+
+
+def group_kernel(graph, group: int) -> NodeKernel:
+    """The one kernel of a fused group: every stored member's value, as expressions over the values the
+    group reads from outside. Each stored member is one output."""
+    import hashlib
+    members = graph.fused_members(group)
+    full = view(graph, graph.node(group))
+    exprs: dict[int, E] = {}
+    external: dict[int, str] = {}
+    layouts: dict[str, str] = {}
+    nullable: dict[str, float] = {}
+    slices: dict[str, tuple] = {}
+    scalars: dict[str, object] = {}
+    for m in members:
+        exprs[m] = _member_expr(graph, m, exprs, external, layouts, nullable, slices, scalars, full)
+    stored = tuple(m for m in members if graph.node(m).fused.stored)
+    ops = [graph.node(m).op.value for m in members]
+    key = repr(([exprs[m] for m in stored], sorted(layouts.items()), sorted(nullable.items())))
+    name = "pw_" + "_".join(dict.fromkeys(ops)) + "_" + hashlib.sha1(key.encode()).hexdigest()[:6]
+    doc = [f"fused: {' -> '.join(ops)}, generated from ir/pointwise.py; from the DSL:"]
+    doc += [_where(graph.node(m)) for m in members]
+    plan = lower(name, tuple(exprs[m] for m in stored), layouts, nullable, tuple(doc))
+    by_name = {v: k for k, v in external.items()}
+    inputs = {o.name: by_name[o.name] if o.name in by_name else _slice_source(graph, members, o.name)
+              for o in plan.operands}
+    return NodeKernel(plan, stored, inputs, tuple(full[:-1]), full[-1], slices,
+                      {a: scalars[a] for a in plan.scalars})
+
+
+def _slice_source(graph, members: list[int], name: str) -> int:
+    nid = int(name.rsplit("_part", 1)[1])
+    return graph.inputs(nid)[0]
+
+
+def _where(node) -> str:
+    """`llama.llmc:36  x = rms_norm(h, eps=eps) * attn_norm  [%17 rms_norm_mul]` (DSL text is user
+    input: cut at the comment terminator before it reaches generated source)."""
+    import os
+    what = f"[%{node.id} {node.op.value}{' -> ' + node.label if node.label else ''}]"
+    if node.loc is None:
+        return what
+    text = " ".join(node.loc.text.split()).replace("*/", "* /")
+    text = text if len(text) <= 70 else text[:67] + "..."
+    return f"{os.path.basename(node.loc.file)}:{node.loc.line}  {text}  {what}"

@@ -1,6 +1,6 @@
 """The OpenCL emitter: the host side of the nodes placed on an OpenCL device, as generated C.
 
-The model's C schedule (codegen/c/schedule.py) stays the one host program; for a device of codegen kind
+The model's host schedule (codegen/core/schedule.py) stays the one host program; for a device of codegen kind
 "opencl" this emitter adds
   - at load: the device (llmc_ocl_open), one cl_mem per slot of the device's memory plan, every weight the
     device's nodes read uploaded once (a matmul weight's type checked against the profile, its program
@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from llmc.codegen.c.schedule import ROPE_MODE, TYPE_IDS, Call, Emitter
+from llmc.codegen.core.schedule import ROPE_MODE, TYPE_IDS, Call, Emitter
 from llmc.codegen.core.pointwise import KernelPlan, node_kernel
 from llmc.compiler.plan_memory import MemoryPlan
 from llmc.ir import expr as X
@@ -238,6 +238,8 @@ class OpenCLEmitter(Emitter):
     def emit(self, b, n: Node) -> Call | None:
         if n.op in (Op.LOOP_IN, Op.RESHAPE, Op.WEIGHT):
             return None
+        if n.fused is not None and n.fused.group != n.id:
+            return None                         # the group's kernel runs at its last member
         lines = self._launch(b, n)
         if n.id == b.graph.outputs["logits"]:
             lines += self._read_logits(b, n)
@@ -271,8 +273,10 @@ class OpenCLEmitter(Emitter):
             return [f"llmc_ocl_moe_matmul({h}, {b.wtype(w)}, {out}, {mem(w)}, {mem(x)}, {1 if len(xs) == 3 else 0}, "
                     f"{mem(sel)}, {mem(bias)}, {b.ci(wn.shape[2])}, {b.ci(wn.shape[1])}, T, {b.ci(shape[1])});"]
         if op in POINTWISE:
+            if n.fused is not None and n.fused.group != n.id:
+                return []                       # the group's kernel runs at its last member
             k = node_kernel(g, n)
-            args = [out] + [mem(k.inputs[o.name]) for o in k.plan.operands]
+            args = [mem(o) for o in k.outputs] + [mem(k.inputs[o.name]) for o in k.plan.operands]
             args += [f"(int)({b.numel(k.rows)})", b.ci(k.n)]
             for o in k.plan.slices:
                 args += [b.ci(e) for e in k.slices[o.name]]

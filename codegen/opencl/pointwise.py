@@ -45,7 +45,7 @@ def per_element(plan: KernelPlan) -> bool:
 
 def _params(plan: KernelPlan, kernel: bool) -> list[tuple[str, str, str]]:
     """(kernel parameter, host parameter, llmc_cl_run code) of each argument."""
-    out = [("__global float *y", "cl_mem y", "m")]
+    out = [(f"__global float *{y}", f"cl_mem {y}", "m") for y in plan.outputs]
     out += [(f"__global const float *{o.name}", f"cl_mem {o.name}", "m") for o in plan.operands]
     out += [("int rows", "int rows", "i"), ("int n", "int n", "i")]
     for o in plan.slices:
@@ -55,6 +55,18 @@ def _params(plan: KernelPlan, kernel: bool) -> list[tuple[str, str, str]]:
     return out
 
 
+def _stores(plan: KernelPlan, pr, index: str, loop: str | None) -> list[str]:
+    """Write every output, all computed before any is stored (an output may share an input's buffer)."""
+    if len(plan.outs) == 1:
+        store = f"{plan.outputs[0]}[{index}] = {pr(plan.outs[0])};"
+        return ["    " + (f"{loop} {store}" if loop else store)]
+    inner = [f"const float v{k} = {pr(e)};" for k, e in enumerate(plan.outs)]
+    inner += [f"{y}[{index}] = v{k};" for k, y in enumerate(plan.outputs)]
+    if not loop:
+        return ["    " + line for line in inner]
+    return ["    " + loop + " {", *["        " + line for line in inner], "    }"]
+
+
 def kernel(plan: KernelPlan) -> str:
     """The OpenCL C kernel."""
     pr = _OpenCLPrinter(plan, _read)
@@ -62,7 +74,7 @@ def kernel(plan: KernelPlan) -> str:
     if per_element(plan):
         body = ["    const size_t i = get_global_id(0);",
                 "    const size_t r = i / n, c = i % n;",
-                f"    y[i] = {pr(plan.out)};"]
+                *_stores(plan, pr, "i", None)]
     else:
         body = ["    const size_t r = get_global_id(0);"]
         for st in plan.stages:
@@ -75,10 +87,8 @@ def kernel(plan: KernelPlan) -> str:
             else:
                 body += [f"    float {st.tmp} = -INFINITY;",
                          f"    for (int c = 0; c < n; c++) {st.tmp} = fmax({st.tmp}, {pr(st.expr)});"]
-        if plan.per_row_out:
-            body.append(f"    y[r] = {pr(plan.out)};")
-        else:
-            body.append(f"    for (int c = 0; c < n; c++) y[r * n + c] = {pr(plan.out)};")
+        body += _stores(plan, pr, "r" if plan.per_row_out else "r * n + c",
+                        None if plan.per_row_out else "for (int c = 0; c < n; c++)")
     doc = [f"/* {line} */" for line in plan.doc]
     return "\n".join(doc + [f"__kernel void {plan.name}({params}) {{", *body, "}", ""])
 

@@ -8,7 +8,7 @@ to the fallback device.
 
 Needs: a verified graph, the target's DeviceProfile. Guarantees: the same values (each composite is
 defined by these steps in ir/reference.py); each new node carries the composite's location and an
-attrs["decomposed_from"] naming the composite and why.
+node.decomposed_from naming the composite and why.
 """
 
 from __future__ import annotations
@@ -107,10 +107,10 @@ def _expand(graph: Graph, nid: int, why: str) -> None:
             name: (node.attrs[v] if isinstance(v, str) else X.Num(v))
             for name, v in (step.attrs or {}).items()
         }
-        attrs["decomposed_from"] = X.Num(why)
         last = k == len(d.steps) - 1
         values[step.name] = add_like(
             graph, node, step.op, [values[i] for i in step.inputs], attrs, label=node.label if last else ""
         )
+        graph.update(values[step.name], decomposed_from=why)
     graph.replace_uses(nid, values[d.steps[-1].name])
     graph.remove(nid)

@@ -5,14 +5,13 @@ quantized once and one thread dispatch covers all their rows: per SmolLM2 token 
 quantizations and barriers out of about 210.
 
 Needs: a partitioned graph (node.device set). Guarantees: values unchanged (each matmul computes the same
-rows); members of a group get attrs["group"] = the id of its first member, and the memory plan keeps
+rows); members of a group get node.matmul_group = the id of its first member, and the memory plan keeps
 every member's output alive from the first member on, since the group writes them all there.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 
-from llmc.ir import expr as X
 from llmc.ir.graph import Graph
 from llmc.ir.ops import Op
 
@@ -32,5 +31,5 @@ def group_matmuls(graph: Graph) -> Graph:
             if len(chunk) < 2:
                 continue
             for nid in chunk:
-                g.update(nid, attrs={**g.node(nid).attrs, "group": X.Num(chunk[0])})
+                g.update(nid, matmul_group=chunk[0])
     return g

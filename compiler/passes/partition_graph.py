@@ -7,7 +7,7 @@ Placement, in order (after ggml_backend_sched's passes, docs/peers.md §1a, with
   3. a weight goes where its first user runs (it is read in place; never transferred);
   4. tokens and positions are host inputs: the CPU (the device with no fallback);
   5. a reshape goes where its input is (a view); a carried value's LOOP_IN where its next value is made.
-attrs["placement"] holds "<device>: <reason>" for every op node, attrs["fallback_from"] the target's name
+node.placement holds the reason for every op node, node.fallback_from the target's name
 for a node sent to a fallback device.
 
 Needs: a verified graph, the target profile and every profile by name (for the fallback chain).
@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmc.ir import expr as X
 from llmc.ir.errors import LlmcError
 from llmc.ir.graph import Graph
 from llmc.ir.ops import LEAVES, SPECS, Op
@@ -61,10 +60,8 @@ def partition_graph(
         if node.op in LEAVES or node.op is Op.RESHAPE:
             continue
         device, reason = _place(graph, nid, profile, profiles, context)
-        attrs = {**node.attrs, "placement": X.Num(f"{device}: {reason}")}
-        if device != profile.name:
-            attrs["fallback_from"] = X.Num(profile.name)
-        graph.update(nid, device=device, attrs=attrs)
+        graph.update(nid, device=device, placement=reason,
+                     fallback_from=profile.name if device != profile.name else "")
     for nid in graph.order():
         node = graph.node(nid)
         if node.op in (Op.TOKENS, Op.POSITIONS):

@@ -101,8 +101,8 @@ def test_bad_files_are_rejected_with_the_tensor_named(qwen2_generic, qwen2_q8_pa
         "other arch": (gpt_oss_path, "holds a 'gpt-oss' model"),
         "truncated": (_rewrite(qwen2_q8_path, tmp_path / "trunc.gguf", lambda d: d.__delitem__(slice(wq.offset + 10, None))),
                       "blk.1.attn_q.weight"),
-        "unsupported type": (_rewrite(qwen2_q8_path, tmp_path / "type.gguf",
-                                      lambda d: d.__setitem__(slice(*_type_field(d, "blk.0.ffn_up.weight")), (6).to_bytes(4, "little"))),
+        "unsupported type": (_rewrite(qwen2_q8_path, tmp_path / "type.gguf",      # 16: IQ2_XXS, not read
+                                      lambda d: d.__setitem__(slice(*_type_field(d, "blk.0.ffn_up.weight")), (16).to_bytes(4, "little"))),
                              "blk.0.ffn_up.weight"),
         "offset past the end": (_rewrite(qwen2_q8_path, tmp_path / "offset.gguf",
                                          lambda d: d.__setitem__(slice(_type_field(d, "blk.1.ffn_down.weight")[1],

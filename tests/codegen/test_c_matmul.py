@@ -203,11 +203,23 @@ def test_smollm2_shapes(native: Kernels, ggml_type: str):
 def test_packed_prefill_edges(native: Kernels, ggml_type: str):
     """The packed prefill path: n_in cut into chunks of 1024 elements with a partial last chunk (n_in
     1056 = 33 blocks of 32; 1280 = 5 blocks of 256), rows not a multiple of 16 (a row-by-row tail),
-    tokens not a multiple of 4, 3 threads."""
+    tokens not a multiple of 4, 3 threads (21 tokens: activations quantized by the pool)."""
     block = quant.BLOCK_LAYOUT[ggml_type][0]
     check_matmul(native, ggml_type, seed=9, n_in=1056 if block == 32 else 1280, n_out=83, n_tokens=11)
     check_matmul(native, ggml_type, seed=10, n_in=2 * block, n_out=16, n_tokens=8)
-    check_matmul(native, ggml_type, seed=11, n_in=3 * block, n_out=53, n_tokens=13, n_threads=3)
+    check_matmul(native, ggml_type, seed=11, n_in=3 * block, n_out=53, n_tokens=21, n_threads=3)
+
+
+@pytest.mark.parametrize("ggml_type", ["Q4_0", "Q5_0", "Q8_0", "Q4_K", "Q6_K", "F16"])
+def test_same_result_for_every_thread_count(native: Kernels, ggml_type: str):
+    """Bitwise the same output with 1, 2 and 3 threads, decode and packed prefill."""
+    block = max(quant.BLOCK_LAYOUT[ggml_type][0], 32)
+    rng = np.random.default_rng(12)
+    w_raw = random_weight(ggml_type, rng, 4 * block, 83)
+    for n_tokens in (1, 13):
+        x = rng.standard_normal((n_tokens, 4 * block)).astype(np.float32)
+        ys = [native.matmul(ggml_type, w_raw, x, 83, n_threads) for n_threads in (1, 2, 3)]
+        assert all(np.array_equal(ys[0], y) for y in ys[1:]), f"{ggml_type} T={n_tokens}"
 
 
 def test_scratch_sizes():

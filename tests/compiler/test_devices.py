@@ -87,3 +87,21 @@ def test_parse_size():
     assert (
         parse_size("8GiB") == 8 * 2**30 and parse_size("512 MB") == 512 * 10**6 and parse_size(4096) == 4096
     )
+
+
+def test_a_profile_claims_pointwise_only_where_its_backend_generates_it():
+    """`pointwise = true` needs a generator of pointwise kernels (codegen/<kind>/pointwise.py); without the
+    claim every pointwise op native on the device needs its own table (a hand-written kernel)."""
+    import importlib.util
+
+    from llmc.ir.ops import POINTWISE
+    for profile in list_profiles().values():
+        generator = importlib.util.find_spec(f"llmc.codegen.{profile.codegen}.pointwise") is not None
+        if profile.pointwise:
+            assert generator, f"{profile.name} claims pointwise, {profile.codegen} generates no pointwise kernels"
+            assert all(op in profile.ops for op in POINTWISE)
+        else:
+            claimed = {op.value for op in POINTWISE if op in profile.ops and profile.ops[op].native}
+            assert claimed <= {"add", "mul", "scale", "sqr", "mean", "rsqrt", "silu", "softmax", "rms_norm",
+                               "rms_norm_mul", "swiglu", "swiglu_oai"}, (profile.name, claimed)
+    assert list_profiles()["cpu"].pointwise and list_profiles()["opencl"].pointwise

@@ -52,7 +52,9 @@ def test_per_device_plans_never_overlap_and_are_aligned(target):
         assert plan.bytes(env) % plan.alignment == 0
         total = sum(max(int(s.eval(env)) for s in slot.sizes) for slot in plan.slots)
         assert total <= plan.bytes(env) < total + plan.alignment * len(plan.slots)
-    values = {n.id for n in graph.nodes() if n.op is not Op.WEIGHT and n.op is not Op.RESHAPE}
+    inlined = {n.id for n in graph.nodes() if n.fused is not None and not n.fused.stored}
+    assert inlined or target in ("cpu",) or "ascend" in target     # fusion ran where the backend generates
+    values = {n.id for n in graph.nodes() if n.op is not Op.WEIGHT and n.op is not Op.RESHAPE} - inlined
     transfers_same = {n.id for n in graph.nodes() if n.op is Op.TRANSFER and
                       n.attrs["src"] == n.attrs["dst"]}
     assert planned == values - transfers_same

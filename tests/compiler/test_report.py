@@ -64,3 +64,14 @@ def test_targets_lists_every_profile(capsys):
         assert f"\n{name}: " in "\n" + text
     b310 = text.split("ascend310b:")[1].split("ascend310p:")[0]
     assert "decomposed: rms_norm" in b310 and "matmul[Q4_0/Q8_0]" in b310
+
+
+def test_fused_groups_are_shown(tmp_path, capsys):
+    """A fused pointwise group is named in the summary, in `llmc explain` and framed in graph.html."""
+    out = str(tmp_path / "llama")
+    assert main(["compile", f"{ARCHS}/llama.llmc", "-o", out]) == 0
+    assert "fused on cpu: add + rms_norm_mul -> one kernel at %" in capsys.readouterr().out
+    assert main(["explain", out]) == 0
+    table = capsys.readouterr().out
+    assert "fused into %" in table and "runs its fused group's kernel" in table
+    assert "fused: one generated kernel at %" in (Path(out) / "graph.html").read_text()

@@ -27,7 +27,7 @@ TEXT = ("The history of the printing press begins in the fifteenth century, when
 def artifacts(tmp_path_factory):
     """One generic C artifact per architecture, compiled once (the build cache makes repeats cheap)."""
     out = {}
-    for arch in ("llama", "qwen2", "gpt_oss"):
+    for arch in ("llama", "qwen2", "gpt_oss", "qwen3", "gemma3", "gemma2", "phi3"):
         d = tmp_path_factory.mktemp(f"{arch}-c")
         compile_model(os.path.join(ARCHS, f"{arch}.llmc"), "c", str(d))
         out[arch] = str(d)
@@ -57,6 +57,16 @@ CASES = [
     ("gpt_oss", "gpt_oss_f32_path", 1.0, 0.01),
     ("gpt_oss", "gpt_oss_path", 0.90, 0.15),
     ("llama", "llama_f32_path", 1.0, 0.01),
+    ("qwen3", "qwen3_f32_path", 1.0, 0.01),
+    ("qwen3", "qwen3_q8_path", 0.90, 0.15),
+    ("qwen3", "qwen3_q4_0_tied_path", 0.90, 0.15),
+    ("gemma3", "gemma3_f32_path", 1.0, 0.01),
+    ("gemma3", "gemma3_q8_path", 0.90, 0.15),
+    ("gemma3", "gemma3_softcap_f32_path", 1.0, 0.01),
+    ("gemma2", "gemma2_f32_path", 1.0, 0.01),
+    ("gemma2", "gemma2_q8_path", 0.90, 0.15),
+    ("phi3", "phi3_f32_path", 1.0, 0.01),
+    ("phi3", "phi3_q8_path", 0.90, 0.15),
 ]
 
 
@@ -91,3 +101,35 @@ def test_decode_continues_prefill(qwen2_q8_path, artifacts):
     c.engine.reset()
     steps = [c.engine.forward(ids[:5], True)] + [c.engine.forward(ids[k:k + 1], True) for k in range(5, 12)]
     np.testing.assert_allclose(np.concatenate(steps), full, rtol=0, atol=2e-3 * full.std())
+
+
+# The newer archs on the device targets: OpenCL (PoCL in CI) F32 and quantized, qwen3 on the 910B emulator.
+DEVICE_CASES = [
+    ("qwen3", "qwen3_f32_path", "opencl", 1.0, 0.01),
+    ("qwen3", "qwen3_q8_path", "opencl", 0.90, 0.15),
+    ("qwen3", "qwen3_q8_path", "ascend910b", 0.90, 0.15),
+    ("gemma3", "gemma3_f32_path", "opencl", 1.0, 0.01),
+    ("gemma3", "gemma3_q8_path", "opencl", 0.90, 0.15),
+    ("gemma2", "gemma2_f32_path", "opencl", 1.0, 0.01),
+    ("gemma2", "gemma2_q8_path", "opencl", 0.90, 0.15),
+    ("phi3", "phi3_f32_path", "opencl", 1.0, 0.01),
+    ("phi3", "phi3_q8_path", "opencl", 0.90, 0.15),
+]
+
+
+@pytest.mark.parametrize("arch,fixture,target,top1,ratio", DEVICE_CASES,
+                         ids=[f"{c[1]}-{c[2]}" for c in DEVICE_CASES])
+def test_fixture_on_device_agrees_with_llama_cpp(arch, fixture, target, top1, ratio, request, oracle, tmp_path):
+    from tests.opencl.harness import need_opencl
+
+    if target == "opencl":
+        need_opencl()
+    path = request.getfixturevalue(fixture)
+    result = compile_model(os.path.join(ARCHS, f"{arch}.llmc"), target, str(tmp_path), gguf=path)
+    on_device = {n.op.value for n in result.graph.nodes() if n.device == target}
+    assert {"matmul", "rope"} & on_device, f"nothing of {arch} ran on {target}: {on_device}"
+    model = llmc.load(str(tmp_path), path, n_ctx=64, n_batch=16)       # 48 tokens: 3 batches of 16
+    ids = fixture_tokens(model.n_vocab, 48, seed=3)
+    ours, theirs = model.logits(ids), oracle.llama_logits(path, ids)
+    print(arch, fixture, target, sorted(on_device), compare_logits(ours, theirs))
+    assert_agrees(ours, theirs, top1_min=top1, ratio_max=ratio)

@@ -214,7 +214,7 @@ def _metadata(**overrides):
     return md
 
 
-@pytest.mark.parametrize("key,value", [("tokenizer.ggml.model", "llama"), ("tokenizer.ggml.pre", "llama-bpe"),
+@pytest.mark.parametrize("key,value", [("tokenizer.ggml.model", "bert"), ("tokenizer.ggml.pre", "llama-bpe"),
                                        ("tokenizer.ggml.pre", "default")])
 def test_unsupported_tokenizer_is_named(key, value):
     with pytest.raises(TokenizerError, match=f"{re.escape(key)}.*{re.escape(value)}"):

@@ -16,7 +16,7 @@ ARCHS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "archs")
 
 
 def _groups(g):
-    return {nid: int(g.node(nid).attrs["group"].value) for nid in g.order() if "group" in g.node(nid).attrs}
+    return {nid: g.node(nid).matmul_group for nid in g.order() if g.node(nid).matmul_group is not None}
 
 
 def test_matmuls_of_one_input_share_a_group_others_do_not():

@@ -53,7 +53,7 @@ def test_partitioning_never_leaves_an_op_where_it_cannot_run(prof, arch, wtype):
         ok, why = native(out, n.id, all_profiles[n.device], ctx)
         assert ok, f"%{n.id} {n.op.value} on {n.device}: {why}"
         if n.op not in UNPLACED and n.device != "rand":
-            assert n.attrs["fallback_from"].value == "rand" and n.attrs["placement"].value
+            assert n.fallback_from == "rand" and n.placement
         for src in out.inputs(n.id):  # transfers make every edge same-device
             if src is not None and out.node(src).op is not Op.WEIGHT and n.op is not Op.TRANSFER:
                 assert out.node(src).device == n.device

@@ -1,0 +1,290 @@
+"""The host schedule every backend shares: the generated program (load, forward) that calls the kernels
+in order, as a `Schedule` that codegen/c/schedule.py renders into model.c.
+
+Python decides every name, size and call here; templates/model.c.j2 only lays them out. Dims are C
+expressions over the hyperparameters, read at load time (generic artifact) or baked in as constants
+(specialized to one GGUF file).
+
+The schedule is the host program for every device. Each node is emitted by the emitter of its device's
+codegen kind ("c" for the CPU; an accelerator kind adds its own buffers, set-up and kernel launches
+through the hooks of `Emitter`); a TRANSFER node is emitted by the accelerator side of the copy.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmc.compiler.plan_memory import MemoryPlan
+from llmc.ir import expr as X
+from llmc.ir.graph import Graph, Node
+from llmc.ir.ops import POINTWISE, Op
+from llmc.ir.quant import WEIGHT_TYPES
+
+ROPE_MODE = {"norm": 0, "neox": 2}
+TYPE_IDS = {name: t.type_id for name, t in WEIGHT_TYPES.items()}
+WEIGHT_ANY, WEIGHT_F32 = 0, 1      # what a weight may be: any supported matmul type, or plain f32
+_C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class Call:
+    comment: str
+    lines: list[str]
+
+
+@dataclass
+class WeightDecl:
+    field: str
+    gguf_format: str          # printf format of the tensor name: "blk.%d.attn_q.weight"
+    fallback_format: str | None
+    optional: bool
+    per_layer: bool
+    kind: int
+    ne: list[str]             # expected ne, C expressions
+    comment: str
+    want_type: int = -1       # the GGUF type a specialized artifact was built for; -1 = any
+
+
+class Emitter:
+    """Turns the nodes of one device kind into C. Subclasses override what they need."""
+    kind = ""
+
+    def __init__(self, device: str, profile: dict | None = None):
+        self.device, self.profile = device, profile or {}
+
+    def setup(self, b: "ScheduleBuilder", plan: MemoryPlan | None) -> None:
+        """Add includes, struct fields, load/free lines and buffer declarations to b.s."""
+
+    def emit(self, b: "ScheduleBuilder", node: Node) -> "Call | None":
+        raise NotImplementedError
+
+    def transfer(self, b: "ScheduleBuilder", node: Node, to_device: bool) -> "Call":
+        raise NotImplementedError(f"{self.kind} cannot copy values between devices")
+
+    def copy(self, b: "ScheduleBuilder", dst: int, src: int, nbytes: str) -> list[str]:
+        """Lines that copy value src into value dst, both in this device's memory (a carried value)."""
+        return [f"memcpy({b.var(dst)}, {b.var(src)}, {nbytes});"]
+
+
+@dataclass
+class Schedule:
+    arch: str
+    source: str
+    params: list[str]
+    specialized: dict[str, Any] | None
+    weights: list[WeightDecl] = field(default_factory=list)
+    buffers: list[tuple[str, str, int]] = field(default_factory=list)   # (C type, name, slot)
+    slot_sizes: list[list[str]] = field(default_factory=list)
+    kv: list[tuple[str, str, str]] = field(default_factory=list)        # (name, row elems, comment)
+    pre: list[Call] = field(default_factory=list)
+    layer: list[Call] = field(default_factory=list)
+    post: list[Call] = field(default_factory=list)
+    n_layer: str = "1"
+    n_vocab: str = "0"
+    logits: str = ""
+    # hooks filled by accelerator emitters
+    includes: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
+    load_lines: list[str] = field(default_factory=list)
+    free_lines: list[str] = field(default_factory=list)
+    buffer_lines: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)       # extra files for the artifact's src/
+    link_flags: list[str] = field(default_factory=list)          # e.g. -lOpenCL
+    last_rows_only: bool = False                                  # the post region runs on T_out rows
+    post_inputs: list[tuple[str, str]] = field(default_factory=list)  # (buffer, row elems) the post region reads
+    multi_seq: bool = True                                        # every attention runs on the CPU
+    functions: dict[str, str] = field(default_factory=dict)      # generated kernels (C), by name
+
+
+class ScheduleBuilder:
+    def __init__(self, graph: Graph, plans: dict[str, MemoryPlan], specialized: dict[str, Any] | None = None,
+                 emitters: dict[str, Emitter] | None = None):
+        """plans: device -> memory plan ("cpu" is the host arena); emitters: device -> emitter (the CPU's
+        is made here)."""
+        self.graph, self.plans, self.spec = graph, plans, specialized
+        self.plan = plans["cpu"]
+        self.emitters: dict[str, Emitter] = {**(emitters or {})}
+        self.emitters.setdefault("cpu", emitter_for("c", "cpu"))
+        self.s = Schedule(graph.arch, graph.source, list(graph.params), specialized)
+        self.names: dict[int, str] = {}
+        self._last_loc: tuple[str, int] | None = None
+        self.in_post = False
+
+    def where(self, node: Node) -> str:
+        """A comment pointing back to the DSL: `llama.llmc:36  q = rope(...)  [%20 rope]`. DSL text is
+        user input, so it is cut at the comment terminator before it reaches C."""
+        what = f"%{node.id} {node.op.value}" + (f" -> {node.label}" if node.label else "")
+        if node.loc is None:
+            return f"[{what}] (implicit)"
+        if (node.loc.file, node.loc.line) == self._last_loc:       # same DSL line as the call above
+            return f"{' ' * len(os.path.basename(node.loc.file))}  ...  [{what}]"
+        self._last_loc = (node.loc.file, node.loc.line)
+        text = " ".join(node.loc.text.split()).replace("*/", "* /")
+        if len(text) > 90:
+            text = text[:87] + "..."
+        return f"{os.path.basename(node.loc.file)}:{node.loc.line}  {text}  [{what}]"
+
+    def device_of(self, nid: int) -> str:
+        return self.graph.node(nid).device or "cpu"
+
+    def emitter(self, device: str) -> Emitter:
+        if device not in self.emitters:
+            raise ValueError(f"no code generator for device {device!r}")
+        return self.emitters[device]
+
+    # ---- C expressions ----------------------------------------------------------------------------
+    def c(self, e: X.Expr) -> str:
+        def name(n: str) -> str:
+            if n == "T":
+                return "T_out" if self.in_post else "T"
+            if n == "n_batch":
+                return "m->n_batch"
+            if n == self.graph.layer_var:
+                return "il"
+            if n in self.graph.params:
+                return f"HP({n})"
+            raise ValueError(f"unknown name {n!r} in generated C")
+        return X.to_c(e, name)
+
+    def ci(self, e: X.Expr) -> str:
+        return f"(int)({self.c(e)})"
+
+    def numel(self, shape, upto: int | None = None) -> str:
+        dims = shape[:upto] if upto is not None else shape
+        return " * ".join(f"(long)({self.c(d)})" for d in dims) or "1"
+
+    def var(self, nid: int) -> str:
+        node = self.graph.node(nid)
+        if self.in_post and node.region != "post" and node.op is not Op.WEIGHT:
+            # the post region runs on the last T_out rows only (see _post_is_row_wise)
+            row = self.numel(node.shape[1:])
+            return f"({self._name(nid)} + (size_t)(T - T_out) * {row})"
+        return self._name(nid)
+
+    def _name(self, nid: int) -> str:
+        if nid not in self.names:
+            node = self.graph.node(nid)
+            if node.op is Op.WEIGHT:
+                base = self._weight_field(node)
+                self.names[nid] = f"m->{base}[il].data" if node.region == "layer" else f"m->{base}.data"
+            else:
+                label = node.label if node.label and _C_IDENT.match(node.label) else "t"
+                self.names[nid] = f"{label}_{nid}"
+        return self.names[nid]
+
+    def _weight_field(self, node: Node) -> str:
+        return f"w_{node.label}" if _C_IDENT.match(node.label) else f"w_{node.id}"
+
+    def wtype(self, nid: int) -> str:
+        node = self.graph.node(nid)
+        base = self._weight_field(node)
+        return f"m->{base}[il].type" if node.region == "layer" else f"m->{base}.type"
+
+    def weight_kernel(self, family: str, nid: int) -> tuple[str, list[str]]:
+        """Direct kernel name when specialized to one type, else the runtime dispatcher plus the type."""
+        types = (self.spec or {}).get("weight_types", {}).get(str(nid))
+        if types is not None and len(set(types)) == 1:
+            return f"llmc_{family}_{types[0].lower()}", []
+        return f"llmc_{family}_any", [self.wtype(nid)]
+
+    # ---- build --------------------------------------------------------------------------------------
+    def build(self) -> Schedule:
+        g, s = self.graph, self.s
+        s.n_layer = self.ci(g.layer_count) if g.layer_count is not None else "0"
+        logits = g.node(g.outputs["logits"])
+        s.n_vocab = self.ci(logits.shape[-1])
+        for node in g.weights():
+            self._declare_weight(node)
+        for slot in self.plan.slots:
+            s.slot_sizes.append([self._c_bytes(size) for size in slot.sizes])
+        for nid in g.order():
+            node = g.node(nid)
+            if node.op is Op.WEIGHT:
+                continue
+            plan = next((p for p in self.plans.values() if nid in p.alias_of), None)
+            if plan is not None:
+                self.names[nid] = self.var(plan.alias_of[nid])
+                continue
+            if nid in self.plan.slot_of:
+                ctype = "int32_t" if node.dtype == "i32" else "float"
+                s.buffers.append((ctype, self.var(nid), self.plan.slot_of[nid]))
+        for device, emitter in self.emitters.items():
+            emitter.setup(self, self.plans.get(device))
+        s.last_rows_only = self._post_is_row_wise()
+        for region, calls in (("pre", s.pre), ("layer", s.layer), ("post", s.post)):
+            self.in_post = region == "post" and s.last_rows_only
+            for nid in g.order(region):
+                call = self._emit(g.node(nid))
+                if call is not None:
+                    calls.append(call)
+        self.in_post = False
+        s.multi_seq = all(self.device_of(n) == "cpu" for n in g.order() if g.node(n).op is Op.ATTENTION)
+        if s.last_rows_only:
+            reads = {i for n in g.order("post") for i in g.inputs(n) if i is not None}
+            s.post_inputs = sorted({(self._name(i), self.numel(g.node(i).shape[1:])) for i in reads
+                                    if g.node(i).region != "post" and g.node(i).op is not Op.WEIGHT})
+        for c in g.carried:
+            size = f"sizeof(float) * {self.numel(g.node(c.loop_in).shape)}"
+            copier = self.emitter(self.device_of(c.loop_in))
+            s.pre.append(Call(f"carry {c.var} into the layer loop", copier.copy(self, c.loop_in, c.init, size)))
+            s.layer.append(Call(f"carry {c.var} to the next layer", copier.copy(self, c.loop_in, c.next, size)))
+        s.logits = self.var(g.outputs["logits"])
+        return s
+
+    ROW_WISE = POINTWISE | {Op.MATMUL, Op.WEIGHT}
+
+    def _post_is_row_wise(self) -> bool:
+        """When every op after the layer block treats token rows independently, a call that wants only
+        the last token's logits (decode, and the end of a prefill) runs them on that row alone: the lm
+        head is the largest matmul of a small model."""
+        post = [self.graph.node(n) for n in self.graph.order("post")]
+        return bool(post) and all(n.op in self.ROW_WISE and (n.op is Op.WEIGHT or n.shape[0] == X.Name("T"))
+                                  for n in post) and all(n.device in ("", "cpu") for n in post)
+
+    def _emit(self, node: Node) -> Call | None:
+        if node.op is Op.TRANSFER:
+            src, dst = str(node.attrs["src"].value), str(node.attrs["dst"].value)
+            if src == dst:
+                return None
+            if dst != "cpu":
+                return self.emitter(dst).transfer(self, node, to_device=True)
+            return self.emitter(src).transfer(self, node, to_device=False)
+        return self.emitter(self.device_of(node.id)).emit(self, node)
+
+    def _c_bytes(self, size: X.Expr) -> str:
+        return f"(size_t)({self.c(size)})"
+
+    def _declare_weight(self, node: Node) -> None:
+        g = self.graph
+        fmt = self._format(node.attrs["gguf"])
+        fb = g.node(node.attrs["fallback"]) if "fallback" in node.attrs else None
+        users = [g.node(u) for u in g.users(node.id)]
+        kind = WEIGHT_ANY if any(u.op in (Op.MATMUL, Op.EMBED, Op.MOE_MATMUL) and g.inputs(u.id)[1 if u.op is not Op.EMBED else 0] == node.id
+                                 for u in users) else WEIGHT_F32
+        ne = [self.ci(d) for d in reversed(node.shape)]
+        types = (self.spec or {}).get("weight_types", {}).get(str(node.id))
+        want = TYPE_IDS[types[0]] if types and len(set(types)) == 1 else -1
+        self.s.weights.append(WeightDecl(self._weight_field(node), fmt, self._format(fb.attrs["gguf"]) if fb else None,
+                                         bool(node.attrs.get("optional")), node.region == "layer", kind, ne,
+                                         f"{node.label}: {node.attrs['gguf']}  ({os.path.basename(node.loc.file)}:{node.loc.line})", want))
+
+    def _format(self, template: str) -> str:
+        # Names were checked in the frontend: letters, digits, '_', '.', '-' and {placeholders}.
+        return template.replace("{arch}", self.graph.arch).replace("{" + self.graph.layer_var + "}", "%d")
+
+# codegen kind of a device profile -> the module and class of its emitter (imported only when used, so
+# that this shared core imports no backend)
+EMITTER_KINDS = {"c": ("llmc.codegen.c.emit_c", "CEmitter"),
+                 "opencl": ("llmc.codegen.opencl.emit", "OpenCLEmitter"),
+                 "ascendc": ("llmc.codegen.ascendc.emit", "AscendCEmitter")}
+
+
+def emitter_for(kind: str, device: str, profile: dict | None = None) -> Emitter:
+    """The emitter of a codegen kind (the CPU's is "c", which ScheduleBuilder adds when not given)."""
+    import importlib
+    if kind not in EMITTER_KINDS:
+        raise ValueError(f"no code generator for codegen kind {kind!r}; have {', '.join(EMITTER_KINDS)}")
+    module, cls = EMITTER_KINDS[kind]
+    return getattr(importlib.import_module(module), cls)(device, profile)

@@ -1,0 +1,107 @@
+"""fuse_pointwise: chains of elementwise and row ops between matmuls run as one generated kernel.
+
+A pointwise op (ir/pointwise.py) joins the group of a pointwise op it reads when both run on the same
+device, in the same region, over the same (rows, n) view, and the device's backend generates pointwise
+kernels (its profile says `pointwise = true`). The group's kernel computes every member from the values
+the group reads from outside: a residual add and the next norm read h and the attention output once and
+write both h and the normed x (one pass over the activations instead of two); rms_norm·w, GLU·up, post
+norms, logit caps and scales fold into their neighbours.
+
+Members get a typed `Fused(group, stored)` (ir/graph.py): `group` is the member that runs the kernel
+(the last in run order; Graph.order keeps members consecutive); `stored` members are read outside the
+group (or are outputs, or carried) and get memory; the others exist only inside the kernel.
+
+Needs: a partitioned graph. Guarantees: every value read outside a group is the value its member
+computes alone, rounded the same (each member's expression is its definition); no path leaves a group
+and comes back (the group can run as one step); an output of the graph ends its group, so whoever reads
+it reads it after the kernel ran.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from llmc.ir.graph import Fused, Graph
+from llmc.ir.ops import POINTWISE, definition
+from llmc.ir.pointwise import SLICING, per_row
+
+from ._util import pinned
+
+MAX_MEMBERS = 8          # keeps a generated kernel readable; real chains are 2-4 ops
+
+
+def fuse_pointwise(graph: Graph, generates: Callable[[str], bool]) -> Graph:
+    """generates(device): whether that device's backend generates pointwise kernels."""
+    g = graph.copy()
+    keep = pinned(g)
+    outputs = set(g.outputs.values())
+    group_of: dict[int, int] = {}            # node -> representative
+    members: dict[int, set[int]] = {}        # representative -> nodes
+    for nid in g.order():
+        node = g.node(nid)
+        if node.op not in POINTWISE or not generates(node.device or "cpu"):
+            continue
+        group_of[nid], members[nid] = nid, {nid}
+        for src in dict.fromkeys(i for i in g.inputs(nid) if i is not None):
+            if src not in group_of or group_of[src] == group_of[nid] or src in outputs:
+                continue
+            if not _joins(g, src, nid):
+                continue
+            merged = members[group_of[src]] | members[group_of[nid]]
+            if len(merged) > MAX_MEMBERS or not _convex(g, merged):
+                continue
+            rep, other = group_of[nid], group_of[src]
+            for m in members.pop(other):
+                group_of[m] = rep
+            members[rep] = merged
+    for group in members.values():
+        if len(group) < 2:
+            continue
+        inner = list(_nx().lexicographical_topological_sort(g.g.subgraph(group)))
+        last = inner[-1]
+        for m in group:
+            stored = m == last or m in keep or any(u not in group for u in g.users(m))
+            g.update(m, fused=Fused(last, stored))
+    return g
+
+
+def _joins(g: Graph, src: int, nid: int) -> bool:
+    """src may be computed inside nid's kernel: same device and region, and nid reads it element by
+    element over the same view (a per-row value, like a mean, also as one value per row)."""
+    a, b = g.node(src), g.node(nid)
+    if a.device != b.device or a.region != b.region or b.op.value in SLICING:
+        return False
+    if per_row(definition(b.op).expr):
+        return False            # a group's stored outputs are all per element (or it is a lone per-row op)
+    view_a = _view(g, src)
+    view_b = _view(g, nid)
+    if tuple(view_a) != tuple(view_b):
+        return False
+    if per_row(definition(a.op).expr):
+        # a per-row value stays inside its group: a group's stored outputs are all per element
+        return all(u == nid for u in g.users(src))
+    return tuple(a.shape) == tuple(view_b)
+
+
+def _view(g: Graph, nid: int) -> tuple:
+    node = g.node(nid)
+    if per_row(definition(node.op).expr):
+        return g.node(g.inputs(nid)[0]).shape
+    return node.shape
+
+
+def _convex(g: Graph, group: set[int]) -> bool:
+    """No path leaves the group and re-enters it (else the group could not run as one step)."""
+    outside = set()
+    frontier = [u for m in group for u in g.g.successors(m) if u not in group]
+    while frontier:
+        n = frontier.pop()
+        if n in outside:
+            continue
+        outside.add(n)
+        frontier += [u for u in g.g.successors(n) if u not in group]
+    return not any(p in outside for m in group for p in g.g.predecessors(m))
+
+
+def _nx():
+    import networkx
+    return networkx
