@@ -93,7 +93,7 @@ def test_cli_cross_error_exits_1_without_traceback(tmp_path):
     assert "unknown target" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("target", ["opencl", "ascend310b"])
+@pytest.mark.parametrize("target", ["opencl", "adreno", "ascend310b", "ascend310p", "ascend910b"])
 def test_accelerator_targets_cross_compile(tmp_path, target):
     """The host code of accelerator targets builds for aarch64 too: OpenCL's against the board's ICD loader
     (libOpenCL.so.1, needed at run time), AscendC's with its emulator."""
@@ -103,5 +103,5 @@ def test_accelerator_targets_cross_compile(tmp_path, target):
     needed = subprocess.run([AARCH64.objdump, "-p", str(out / build.LIBRARY)], capture_output=True, text=True,
                             check=True).stdout
     assert "file format elf64-littleaarch64" in needed
-    if target == "opencl":
-        assert "NEEDED               libOpenCL.so.1" in needed
+    assert ("NEEDED               libOpenCL.so.1" in needed) == (target in ("opencl", "adreno"))
+    assert Path(out, build.RUNNER).read_bytes()[:4] == b"\x7fELF"

@@ -50,7 +50,7 @@ def _same(a: list[float], b: list[float]) -> bool:
 @pytest.fixture(scope="module")
 def native_artifacts(tmp_path_factory):
     out = {}
-    for arch in ("llama", "qwen2", "gpt_oss"):
+    for arch in ("llama", "qwen2", "gpt_oss", "qwen3", "gemma2", "gemma3", "phi3"):
         d = tmp_path_factory.mktemp(f"{arch}-params")
         out[arch] = (compile_model(llmc.arch_path(arch), "c", str(d)), d)
     return out
@@ -63,6 +63,25 @@ FILES = [("llama", "llama_f32_path"), ("llama", "smollm2_path"), ("qwen2", "qwen
 @pytest.mark.parametrize("arch,fixture", FILES, ids=[f[1] for f in FILES])
 def test_c_params_equal_python(native_artifacts, arch, fixture, request):
     path = request.getfixturevalue(fixture)
+    result, artifact = native_artifacts[arch]
+    graph_params = list(result.graph.params.values())
+    got, err = _c_params(str(artifact / "libllmc_model.so"), path, len(graph_params))
+    assert got is not None, err
+    want = _python_values(graph_params, result.graph.arch, path)
+    assert _same(got, want), [(p.name, g, w) for p, g, w in zip(graph_params, got, want) if g != w]
+
+
+NEW_ARCHS = ["qwen3", "gemma2", "gemma3", "phi3"]
+
+
+@pytest.mark.parametrize("arch", NEW_ARCHS)
+def test_c_params_equal_python_on_newer_archs(native_artifacts, arch, tmp_path):
+    """The archs with softcaps, sliding-window patterns and per-arch defaults (their fixture writers)."""
+    from tests.fixtures.gemma import write_gemma2, write_gemma3
+    from tests.fixtures.phi3 import write_phi3
+    from tests.fixtures.qwen3 import write_qwen3
+    writer = {"qwen3": write_qwen3, "gemma2": write_gemma2, "gemma3": write_gemma3, "phi3": write_phi3}[arch]
+    path = str(writer(tmp_path / f"{arch}.gguf"))
     result, artifact = native_artifacts[arch]
     graph_params = list(result.graph.params.values())
     got, err = _c_params(str(artifact / "libllmc_model.so"), path, len(graph_params))
