@@ -25,21 +25,19 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from llmc.codegen.core.pointwise import KernelPlan, literal
 from llmc.ir.pointwise import E
 
 from .kernels import (PREFIX, AscendChip, AscendCodegenError, AscendKernel, KernelArg, TilingField, _ENV,
                       _ceil_div, _round_up)
+from .vector import Block, Scalar, Tensor, Unsupported
 
 LANES = 64             # floats in one 256-byte vector repeat; Compares counts are whole repeats
 BLOCK = 8              # floats in one 32-byte UB block: the length of a per-row ("let") computation
 MAX_TILE = 4096        # floats per tile: longer tiles only lengthen the pipeline fill
 UNSUPPORTED = ("erf",)  # no AscendC basic API, and no exact composition of basic ones
-
-
-class Unsupported(AscendCodegenError):
-    """The plan uses an expression the AscendC generator has no instruction sequence for."""
 
 
 def supports(plan: KernelPlan) -> str | None:
@@ -50,180 +48,6 @@ def supports(plan: KernelPlan) -> str | None:
             if node.kind in UNSUPPORTED:
                 return f"{node.kind} has no AscendC vector instruction (no {node.kind.capitalize()} basic API)"
     return None
-
-
-# ---- values while printing ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Scalar:
-    code: str            # a C++ float expression
-
-
-@dataclass(frozen=True)
-class _Tensor:
-    name: str            # a LocalTensor<float> variable
-
-
-@dataclass(frozen=True)
-class _Cond:
-    """A comparison, kept until `where` prints it (the mask's sense depends on which branch is a tensor)."""
-    mode: str            # "LE" or "GE"
-    lhs: object
-    rhs: object
-
-
-_FLIP = {"LE": "GT", "GE": "LT", "GT": "LE", "LT": "GE"}      # not (a LE b) == (a GT b)
-_SWAP = {"LE": "GE", "GE": "LE"}                             # (s LE x) == (x GE s)
-_TENSOR_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min"}
-_C_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-
-
-class _Block:
-    """Prints one expression's instruction sequence over `count` elements into `lines`; temporaries are
-    slices of the scratch TBuf, numbered from 0 for each expression (the plan's widest needs `temps`)."""
-
-    def __init__(self, count: str, pad_count: str, operands: dict[str, object], lines: list[str], indent: str):
-        self.count, self.pad_count = count, pad_count
-        self.operands = operands        # operand name -> _Tensor (loaded tile) or _Scalar (per-row value)
-        self.lines, self.indent = lines, indent
-        self.temps = 0
-        self.masks = 0
-        self.seen: dict[E, object] = {}
-
-    def emit(self, line: str) -> None:
-        self.lines.append(self.indent + line)
-
-    def temp(self) -> _Tensor:
-        t = _Tensor(f"v{self.temps}")
-        self.emit(f"LocalTensor<float> {t.name} = scratch_[{self.temps} * tiling_.tileLength];")
-        self.temps += 1
-        return t
-
-    def tensor(self, v) -> _Tensor:
-        if isinstance(v, _Tensor):
-            return v
-        t = self.temp()
-        self.emit(f"Duplicate({t.name}, {v.code}, {self.count});")
-        return t
-
-    def __call__(self, e: E):
-        if e not in self.seen:
-            self.seen[e] = self._value(e)
-        return self.seen[e]
-
-    def _value(self, e: E):
-        k, a = e.kind, e.args
-        if k == "in":
-            return self.operands[e.value]
-        if k == "attr":
-            return _Scalar(f"tiling_.{e.value}")
-        if k == "tmp":
-            return _Scalar(e.value)
-        if k == "cols":
-            return _Scalar("static_cast<float>(tiling_.n)")
-        if k == "const":
-            return _Scalar(literal(e.value))
-        if k in ("to_f32", "to_f64"):
-            return self(a[0])         # one float type on the vector unit (see the module note)
-        if k == "neg":
-            x = self(a[0])
-            if isinstance(x, _Scalar):
-                return _Scalar(f"(-{x.code})")
-            t = self.temp()
-            self.emit(f"Muls({t.name}, {x.name}, -1.0f, {self.count});")
-            return t
-        if k in ("exp", "sqrt"):
-            x = self.tensor(self(a[0]))
-            t = self.temp()
-            self.emit(f"{k.capitalize()}({t.name}, {x.name}, {self.count});")
-            return t
-        if k == "tanh":
-            # tanh x = 1 - 2 / (exp(2x) + 1): exact limits ±1, no overflow to NaN (exp -> inf gives 1)
-            x = self.tensor(self(a[0]))
-            t = self.temp()
-            self.emit(f"Muls({t.name}, {x.name}, 2.0f, {self.count});")
-            self.emit(f"Exp({t.name}, {t.name}, {self.count});")
-            self.emit(f"Adds({t.name}, {t.name}, 1.0f, {self.count});")
-            two = self.temp()
-            self.emit(f"Duplicate({two.name}, 2.0f, {self.count});")
-            self.emit(f"Div({t.name}, {two.name}, {t.name}, {self.count});")
-            self.emit(f"Muls({t.name}, {t.name}, -1.0f, {self.count});")
-            self.emit(f"Adds({t.name}, {t.name}, 1.0f, {self.count});")
-            return t
-        if k == "to_f16":
-            # round to half (nearest even: CAST_NONE) and back, as ggml's f16 tables read their input
-            x = self.tensor(self(a[0]))
-            h, t = self.temp(), self.temp()
-            self.emit(f"Cast({h.name}.ReinterpretCast<half>(), {x.name}, RoundMode::CAST_NONE, {self.count});")
-            self.emit(f"Cast({t.name}, {h.name}.ReinterpretCast<half>(), RoundMode::CAST_NONE, {self.count});")
-            return t
-        if k in ("le", "ge"):
-            return _Cond(k.upper(), self(a[0]), self(a[1]))
-        if k == "where":
-            return self._where(self(a[0]), self(a[1]), self(a[2]))
-        if k in _TENSOR_BINARY:
-            return self._binary(k, self(a[0]), self(a[1]))
-        if k == "erf":
-            raise Unsupported("erf has no AscendC vector instruction")
-        raise Unsupported(f"cannot print expression node {k!r} as AscendC")
-
-    def _binary(self, k: str, x, y):
-        if isinstance(x, _Scalar) and isinstance(y, _Scalar):
-            if k in _C_BINARY:
-                return _Scalar(f"({x.code} {_C_BINARY[k]} {y.code})")
-            cmp = ">" if k == "max" else "<"
-            return _Scalar(f"({x.code} {cmp} {y.code} ? {x.code} : {y.code})")
-        t = self.temp()
-        n = self.count
-        if isinstance(x, _Tensor) and isinstance(y, _Tensor):
-            self.emit(f"{_TENSOR_BINARY[k]}({t.name}, {x.name}, {y.name}, {n});")
-        elif k in ("add", "mul", "max", "min"):      # commutative: the tensor goes first
-            tens, s = (x, y) if isinstance(x, _Tensor) else (y, x)
-            self.emit(f"{_TENSOR_BINARY[k]}s({t.name}, {tens.name}, {s.code}, {n});")
-        elif k == "sub" and isinstance(x, _Tensor):
-            self.emit(f"Adds({t.name}, {x.name}, -({y.code}), {n});")
-        elif k == "sub":                              # s - x = (-x) + s, the same rounding
-            self.emit(f"Muls({t.name}, {y.name}, -1.0f, {n});")
-            self.emit(f"Adds({t.name}, {t.name}, {x.code}, {n});")
-        else:                                         # a true division, not a multiply by the reciprocal
-            self.emit(f"Duplicate({t.name}, {(x if isinstance(x, _Scalar) else y).code}, {n});")
-            args = (t.name, y.name) if isinstance(x, _Scalar) else (x.name, t.name)
-            self.emit(f"Div({t.name}, {args[0]}, {args[1]}, {n});")
-        return t
-
-    def _where(self, c, a, b):
-        if not isinstance(c, _Cond):
-            raise Unsupported(f"where on a non-comparison {c!r}")
-        lhs, rhs, mode = c.lhs, c.rhs, c.mode
-        if isinstance(lhs, _Scalar) and isinstance(rhs, _Scalar):
-            # the same for the whole row: pick a branch (both were computed; the other is dropped)
-            cond = f"({lhs.code} {'<=' if mode == 'LE' else '>='} {rhs.code})"
-            if isinstance(a, _Scalar) and isinstance(b, _Scalar):
-                return _Scalar(f"({cond} ? {a.code} : {b.code})")
-            ta, tb = self.tensor(a), self.tensor(b)
-            t = _Tensor(f"pick{len(self.seen)}")
-            self.emit(f"LocalTensor<float> {t.name} = {cond} ? {ta.name} : {tb.name};")
-            return t
-        if isinstance(lhs, _Scalar):
-            lhs, rhs, mode = rhs, lhs, _SWAP[mode]
-        if isinstance(a, _Scalar) and isinstance(b, _Scalar):
-            a = self.tensor(a)
-        if isinstance(a, _Scalar):                    # Select takes its scalar second: flip the mask
-            a, b, mode = b, a, _FLIP[mode]
-        mask = f"mask_[{self.masks} * maskBytes_]"
-        self.masks += 1
-        pc = self.pad_count
-        if isinstance(rhs, _Scalar):
-            self.emit(f"Compares({mask}, {lhs.name}, static_cast<float>({rhs.code}), CMPMODE::{mode}, {pc});")
-        else:
-            self.emit(f"Compare({mask}, {lhs.name}, {rhs.name}, CMPMODE::{mode}, {pc});")
-        t = self.temp()
-        if isinstance(b, _Scalar):
-            self.emit(f"Select({t.name}, {mask}, {a.name}, static_cast<float>({b.code}), "
-                      f"SELMODE::VSEL_TENSOR_SCALAR_MODE, {pc});")
-        else:
-            self.emit(f"Select({t.name}, {mask}, {a.name}, {b.name}, SELMODE::VSEL_TENSOR_TENSOR_MODE, {pc});")
-        return t
 
 
 # ---- the kernel -------------------------------------------------------------------------------------------
@@ -256,7 +80,7 @@ def _source(plan: KernelPlan, name: str, chip: AscendChip) -> _Source:
     ind = " " * 12
 
     def row_scalars() -> dict[str, object]:
-        return {o.name: _Scalar(f"{o.name}_r") for o in scalars_in}
+        return {o.name: Scalar(f"{o.name}_r") for o in scalars_in}
 
     # per-row inputs: one float each, read once per row
     for o in scalars_in:
@@ -280,8 +104,8 @@ def _source(plan: KernelPlan, name: str, chip: AscendChip) -> _Source:
         for o in tensors:
             if o.name in used:
                 body.append(f"{inner}LocalTensor<float> {o.name}T = {o.name}Queue_.DeQue<float>();")
-                ops[o.name] = _Tensor(f"{o.name}T")
-        blk = _Block("len", "padLen", ops, body, inner)
+                ops[o.name] = Tensor(f"{o.name}T")
+        blk = Block("len", "padLen", ops, body, inner)
         expr_of(blk)
         if blk.masks:   # Compare/Select count whole 256-byte repeats; lanes past len are never stored
             body.insert(pad_at, f"{inner}const uint32_t padLen = (static_cast<uint32_t>(len) + {LANES - 1}) / {LANES} * {LANES};")
@@ -300,9 +124,9 @@ def _source(plan: KernelPlan, name: str, chip: AscendChip) -> _Source:
     for st in plan.stages:
         if st.kind == "let":
             body += [f"{ind}float {st.tmp};", f"{ind}{{"]
-            blk = _Block(str(BLOCK), str(LANES), row_scalars(), body, ind + "    ")
+            blk = Block(str(BLOCK), str(LANES), row_scalars(), body, ind + "    ")
             v = blk(st.expr)
-            if isinstance(v, _Tensor):
+            if isinstance(v, Tensor):
                 i2 = ind + "    "
                 body += [f"{i2}SetFlag<HardEvent::V_S>(EVENT_ID0);", f"{i2}WaitFlag<HardEvent::V_S>(EVENT_ID0);",
                          f"{i2}{st.tmp} = {v.name}.GetValue(0);",
@@ -336,11 +160,11 @@ def _source(plan: KernelPlan, name: str, chip: AscendChip) -> _Source:
         # one value per row: computed on one block, stored as one float
         body.append(f"{ind}{{")
         ind = ind + "    "
-        blk = _Block(str(BLOCK), str(LANES), row_scalars(), body, ind)
+        blk = Block(str(BLOCK), str(LANES), row_scalars(), body, ind)
         for k, (y, e) in enumerate(zip(plan.outputs, plan.outs)):
             v = blk(e)
             body.append(f"{ind}LocalTensor<float> {y}T = {y}Queue_.AllocTensor<float>();")
-            if isinstance(v, _Scalar):
+            if isinstance(v, Scalar):
                 body.append(f"{ind}Duplicate({y}T, {v.code}, {BLOCK});")
             else:
                 body.append(f"{ind}Muls({y}T, {v.name}, 1.0f, {BLOCK});")
@@ -359,7 +183,7 @@ def _source(plan: KernelPlan, name: str, chip: AscendChip) -> _Source:
             for k, y in enumerate(plan.outputs):
                 v = values[k]
                 body.append(f"{inner}LocalTensor<float> {y}T = {y}Queue_.AllocTensor<float>();")
-                if isinstance(v, _Scalar):
+                if isinstance(v, Scalar):
                     body.append(f"{inner}Duplicate({y}T, {v.code}, len);")
                 else:   # an exact copy (x * 1 keeps -0 and NaN)
                     body.append(f"{inner}Muls({y}T, {v.name}, 1.0f, len);")
@@ -502,11 +326,6 @@ def kernel(plan: KernelPlan, chip: AscendChip, rows: int, n: int, scalars: dict[
     # the launcher fills outputs first in argument order; inputs follow (runtime/ascendc/launch.py)
     host_spec = dict(name=name, chip_title=chip.title, npu_arch=chip.npu_arch,
                      launch_symbol="llmc_launch_" + name.removeprefix("llmc_"), args=tuple(args))
-    host = _ENV.get_template("launch_host.cpp.j2").render(k=_Namespace(host_spec))
+    host = _ENV.get_template("launch_host.cpp.j2").render(k=SimpleNamespace(**host_spec))
     return AscendKernel(name, plan.name, chip, src.text, host, tuple(args), tuple(fields), block_dim,
                         recipe={"family": "pointwise", "temps": src.temps, "masks": src.masks})
-
-
-class _Namespace:
-    def __init__(self, d: dict):
-        self.__dict__.update(d)
