@@ -259,6 +259,35 @@ def check_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, u
     assert_close(out, ref, 2e-3, scale=np.abs(expected_v.astype(f32)).max())
 
 
+def test_attention_same_bits_alone_or_in_a_batch(lib):
+    """A decode token with a long row (its keys split over threads, in parts) gives the same bits as the same
+    token inside a large batch (whole rows per item): serving must not depend on who shares the step."""
+    rng = np.random.default_rng(3)
+    n_head_kv, group, d, n_ctx, pos = 3, 3, 64, 1100, 1030
+    n_head = n_head_kv * group
+    q = rng.standard_normal((1, n_head, d)).astype(f32)
+    kv = rng.standard_normal((2, 1, n_head_kv, d)).astype(f32)
+    cache = rng.standard_normal((2, 2, n_ctx, n_head_kv, d)).astype(np.float16).view(np.uint16)  # K, V; 2 seqs
+    scratch = np.zeros(attention_scratch_bytes(n_ctx, N_THREADS) // 4, f32)
+    sinks = rng.standard_normal(n_head).astype(f32)
+
+    def run(n_tokens):
+        """Token 0 at position pos of sequence 0, then n_tokens - 1 tokens of sequence 1."""
+        positions = np.array([pos] + list(range(pos - n_tokens + 1, pos)), np.int32)
+        seq = np.array([0] + [1] * (n_tokens - 1), np.int32)
+        qs = np.concatenate([q, rng.standard_normal((n_tokens - 1, n_head, d)).astype(f32)])
+        ks, vs = (np.concatenate([x, rng.standard_normal((n_tokens - 1, n_head_kv, d)).astype(f32)]) for x in kv)
+        kc, vc = cache[0].copy(), cache[1].copy()
+        out = np.empty((n_tokens, n_head * d), f32)
+        lib.call("llmc_attention_f32", lib.pool, out, qs, ks, vs, kc, vc, seq, positions,
+                 n_tokens, n_head, n_head_kv, d, n_ctx, 0.125, 0, 0.0, sinks, scratch)
+        return out[0]
+
+    alone, batched = run(1), run(16)
+    assert np.isfinite(alone).all()
+    np.testing.assert_array_equal(alone, batched)
+
+
 def test_attention_in_place(lib):
     """out may alias q (same (n_tokens, n_head, head_dim) layout)."""
     rng = np.random.default_rng(0)
