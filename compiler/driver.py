@@ -141,8 +141,9 @@ def _render(graph: Graph, plans: dict, spec, profiles: dict, devices: list[str])
     on the host instead, and the manifest and report say so."""
     from llmc.codegen.ascendc.kernels import AscendCodegenError
     from llmc.codegen.c import schedule
+    from llmc.codegen.core.schedule import emitter_for
     try:
-        emitters = {d: schedule.emitter_for(profiles[d].codegen, d, profiles[d])
+        emitters = {d: emitter_for(profiles[d].codegen, d, profiles[d])
                     for d in devices if profiles[d].codegen != "c"}
         rendered = schedule.render_model_c(graph, plans, spec, emitters)
         return {"stand_in": None, "kinds": {d: profiles[d].codegen for d in devices}}, (*rendered, emitters)

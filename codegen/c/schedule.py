@@ -3,13 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmc.codegen.core.schedule import TYPE_IDS, Emitter, ScheduleBuilder, emitter_for
+from llmc.codegen.core.schedule import TYPE_IDS, Emitter, ScheduleBuilder
 from llmc.compiler.plan_memory import MemoryPlan
 from llmc.ir.graph import Graph
 
 from .matmul import _ENV
-
-__all__ = ["render_model_c", "emitter_for"]
 
 
 def render_model_c(graph: Graph, plans: dict[str, MemoryPlan] | MemoryPlan, specialized: dict[str, Any] | None = None,
