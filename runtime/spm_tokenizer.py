@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .tokenizer import (TYPE_BYTE, TYPE_NORMAL, Tokenizer, TokenizerError, _require)
+from .tokenizer import TYPE_BYTE, TYPE_NORMAL, Tokenizer, TokenizerError, _check_bos_eos, _require
 
 SPACE = "\u2581"                        # '▁', SentencePiece's visible space
 
@@ -53,14 +53,7 @@ class SpmTokenizer(Tokenizer):
             if len(values) != n:
                 raise TokenizerError(f"tokenizer.ggml.{name} has {len(values)} entries but "
                                      f"tokenizer.ggml.tokens has {n}")
-        for name, tid in (("bos", bos_id), ("eos", eos_id)):
-            if tid is not None and not 0 <= tid < n:
-                raise TokenizerError(f"tokenizer.ggml.{name}_token_id = {tid} is outside the vocabulary "
-                                     f"(n_vocab = {n})")
-        if add_bos and bos_id is None:
-            raise TokenizerError("tokenizer.ggml.add_bos_token is true but there is no bos_token_id")
-        if add_eos and eos_id is None:
-            raise TokenizerError("tokenizer.ggml.add_eos_token is true but there is no eos_token_id")
+        _check_bos_eos(n, bos_id, eos_id, add_bos, add_eos)
         self.pre = "spm"
         self.n_vocab = n
         self.bos_id, self.eos_id = bos_id, eos_id

@@ -137,6 +137,18 @@ def _require(md: dict[str, Any], key: str) -> Any:
     return md[key]
 
 
+def _check_bos_eos(n_vocab: int, bos_id: int | None, eos_id: int | None, add_bos: bool, add_eos: bool) -> None:
+    """BOS/EOS ids lie inside the vocabulary, and a file that asks to add one names it."""
+    for name, tid in (("bos", bos_id), ("eos", eos_id)):
+        if tid is not None and not 0 <= tid < n_vocab:
+            raise TokenizerError(f"tokenizer.ggml.{name}_token_id = {tid} is outside the vocabulary "
+                                 f"(n_vocab = {n_vocab})")
+    if add_bos and bos_id is None:
+        raise TokenizerError("tokenizer.ggml.add_bos_token is true but there is no bos_token_id")
+    if add_eos and eos_id is None:
+        raise TokenizerError("tokenizer.ggml.add_eos_token is true but there is no eos_token_id")
+
+
 class Tokenizer:
     """A byte-level BPE tokenizer (tokenizer.ggml.model = "gpt2") that reproduces llama.cpp's ids.
 
@@ -153,14 +165,7 @@ class Tokenizer:
         if len(token_types) != len(tokens):
             raise TokenizerError(f"tokenizer.ggml.token_type has {len(token_types)} entries but "
                                  f"tokenizer.ggml.tokens has {len(tokens)}")
-        for name, tid in (("bos", bos_id), ("eos", eos_id)):
-            if tid is not None and not 0 <= tid < len(tokens):
-                raise TokenizerError(f"tokenizer.ggml.{name}_token_id = {tid} is outside the vocabulary "
-                                     f"(n_vocab = {len(tokens)})")
-        if add_bos and bos_id is None:
-            raise TokenizerError("tokenizer.ggml.add_bos_token is true but there is no bos_token_id")
-        if add_eos and eos_id is None:
-            raise TokenizerError("tokenizer.ggml.add_eos_token is true but there is no eos_token_id")
+        _check_bos_eos(len(tokens), bos_id, eos_id, add_bos, add_eos)
         self.pre = pre
         self.n_vocab = len(tokens)
         self.bos_id = bos_id
