@@ -11,7 +11,7 @@ into the model's own library; with -DLLMC_ASCEND_REAL the same files build for a
 Device memory: the device's memory plan is one arena (GM) allocated at load; Q4_0/Q8_0 matmul weights are
 repacked on the host once at load and uploaded; f32 vector weights (norm gains, biases) are uploaded as is.
 A matmul whose weight is another type in the GGUF file (a generic artifact learns the types only at load)
-runs on the CPU through host staging. Matvec kernels take one token: prefill launches one per token.
+runs on the CPU through host staging. A matmul is one launch for all T tokens of a step (bias included).
 """
 from __future__ import annotations
 
@@ -45,23 +45,23 @@ class Entry:
     gm: tuple[str, ...]                     # the kernel's GM arguments, in order, as C expressions
 
 
-_EW2 = "float *z, const float *x, const float *y, long n"
-_MATVEC = "float *y, const void *qs, const void *scales, const float *x, long rows, long kdim"
+_MATMUL = ("float *y, const void *qs, const void *scales, const float *x, const float *bias, long tokens, long rows, "
+           "long kdim")
 ENTRIES: dict[str, Entry] = {
-    "add": Entry(lambda c: K.add(c, 64), _EW2, ("x", "y", "z")),       # the matmul bias
     "rope": Entry(lambda c: K.rope(c, 1, 1, 8),
                   "float *y, const float *x, const float *cos_table, const float *sin_table, long tokens, "
                   "long heads, long head_dim, long n_dims, int neox", ("x", "cos_table", "sin_table", "y")),
-    "matvec_q4_0": Entry(lambda c: K.matvec(c, "q4_0", 8, 64), _MATVEC, ("qs", "scales", "x", "y")),
-    "matvec_q8_0": Entry(lambda c: K.matvec(c, "q8_0", 8, 64), _MATVEC, ("qs", "scales", "x", "y")),
+    "matmul_q4_0": Entry(lambda c: K.matmul(c, "q4_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
+    "matmul_q8_0": Entry(lambda c: K.matmul(c, "q8_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
 }
 # Pointwise ops and fused chains get entries generated from their plans (AscendCEmitter._generated).
 # Tiling fields the host computes outside the family's plan (kernels.py TilingField names -> C).
-_EXTRA_FIELDS: dict[str, str] = {}
+_EXTRA_FIELDS: dict[str, str] = {"hasBias": "bias != nullptr ? 1u : 0u"}
 _PLAN_FIELDS = {
     "totalLength", "tileLength", "numTiles", "tilesPerCore", "rows", "cols", "colsAligned", "rowStride",
     "rowsPerCore", "rowsPerIter", "workBytes", "tokens", "heads", "headDim", "rowWidth", "nDims", "neox",
-    "tokensPerCore", "k", "groups", "groupsAligned", "qsStride", "scaleTileElems", "maxRepeat",
+    "tokensPerCore", "k", "groups", "groupsAligned", "qsStride", "chunkGroups", "chunkBytes", "chunkScales",
+    "tokenBlock",
 }
 
 
@@ -234,7 +234,7 @@ class AscendCEmitter(Emitter):
             matrix = nid in self.matrices
             if matrix:
                 rows, k = b.ci(node.shape[0]), b.ci(node.shape[1])
-                what = "repacked for the matvec kernels (CPU fallback if not Q4_0/Q8_0)"
+                what = "repacked for the matmul kernels (CPU fallback if not Q4_0/Q8_0)"
                 body = [(f"if (!llmc_ascend_upload_matrix(m->asc, {b.var(nid)}, {b.wtype(nid)}, {rows}, {k}, "
                         f"&m->{field}{{il}}, err, err_len)) goto fail;")]
             else:
@@ -269,7 +269,7 @@ class AscendCEmitter(Emitter):
         return self.kernel_of(n).call(self, b, n, where)
 
     def _matmul_needs(self, b, n: Node) -> list[tuple[str, dict]]:
-        return [("matvec_q4_0", {}), ("matvec_q8_0", {}), ("add", {})]
+        return [("matmul_q4_0", {}), ("matmul_q8_0", {})]
 
     def _matmul_call(self, b, n: Node, where: str) -> Call:
         g, v = b.graph, b.var
@@ -364,10 +364,10 @@ class AscendCEmitter(Emitter):
         return SimpleNamespace(
             source=source, device=self.device, chip_title=self.chip.title, soc_version=_SOC[self.chip.npu_arch],
             ub_bytes=self.chip.ub_bytes, cores=self.chip.n_cores, nibbles=self.chip.has_shift,
-            buffer_num=K.BUFFER_NUM, max_tile_bytes=K.MAX_TILE_BYTES, max_repeat=K.MAX_REPEAT,
-            max_matvec_rows=K.MAX_MATVEC_ROWS_PER_ITER, kernels=entries,
-            has_matvec="matvec_q4_0" in symbol, matvec_q4_0=symbol.get("matvec_q4_0", ""),
-            matvec_q8_0=symbol.get("matvec_q8_0", ""), add=symbol.get("add", ""), rope=symbol.get("rope", ""))
+            buffer_num=K.BUFFER_NUM, max_tile_bytes=K.MAX_TILE_BYTES, max_matmul_rows=K.MAX_MATMUL_ROWS_PER_ITER,
+            max_chunk_groups=K.MAX_CHUNK_GROUPS, max_token_block=K.MAX_TOKEN_BLOCK, kernels=entries,
+            has_matmul="matmul_q4_0" in symbol, matmul_q4_0=symbol.get("matmul_q4_0", ""),
+            matmul_q8_0=symbol.get("matmul_q8_0", ""), rope=symbol.get("rope", ""))
 
     def manifest(self) -> dict:
         """What the manifest records about this device: its kernels (with sizes) and which node runs which."""
