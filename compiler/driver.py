@@ -228,6 +228,9 @@ def _op_json(graph: Graph, n) -> dict:
         j["transfer"] = {"src": n.attrs["src"].value, "dst": n.attrs["dst"].value}
     if n.fused is not None:
         j["fused"] = {"group": n.fused.group, "stored": n.fused.stored}
+    if n.load_choice is not None:
+        j["load_choice"] = {"types": list(n.load_choice.types), "fallback": n.load_choice.fallback,
+                            "reason": n.load_choice.reason}
     return j
 
 
