@@ -278,10 +278,32 @@ class OpenCLEmitter(Emitter):
 
     def _matmul(self, b, n: Node) -> list[str]:
         mem = lambda nid: self.mem(b, nid)
+        if n.matmul_group is not None:
+            return self._matmul_group(b, n)
         x, w, bias = b.graph.inputs(n.id)
         wn = b.graph.node(w)
         return [f"llmc_ocl_matmul({self.h}, {b.wtype(w)}, {mem(n.id)}, {mem(w)}, {mem(x)}, {mem(bias)}, "
                 f"{b.ci(wn.shape[1])}, {b.ci(wn.shape[0])}, {b.numel(n.shape, -1)});"]
+
+    def _matmul_group(self, b, n: Node) -> list[str]:
+        """The first member of a matmul group launches the group (compiler/passes/group_matmuls.py): x
+        quantized once and, when the file's types agree, one kernel for every member's rows."""
+        g = b.graph
+        if n.id != n.matmul_group:
+            return []
+        members = [m for m in g.order(n.region) if g.node(m).op is Op.MATMUL and g.node(m).matmul_group == n.id]
+        x = g.inputs(n.id)[0]
+        ws = [g.inputs(m)[1] for m in members]
+        column = lambda items: ", ".join(items)
+        return ["{",
+                f"    const int types[] = {{ {column(b.wtype(w) for w in ws)} }};",
+                f"    const cl_mem ys[] = {{ {column(self.mem(b, m) for m in members)} }};",
+                f"    const cl_mem ws[] = {{ {column(self.mem(b, w) for w in ws)} }};",
+                f"    const cl_mem biases[] = {{ {column(self.mem(b, g.inputs(m)[2]) for m in members)} }};",
+                f"    const int n_outs[] = {{ {column(b.ci(g.node(w).shape[0]) for w in ws)} }};",
+                f"    llmc_ocl_matmul_group({self.h}, {len(members)}, types, ys, ws, biases, n_outs, {self.mem(b, x)}, "
+                f"{b.ci(g.node(ws[0]).shape[1])}, {b.numel(n.shape, -1)});",
+                "}"]
 
     def _moe_matmul(self, b, n: Node) -> list[str]:
         mem = lambda nid: self.mem(b, nid)
