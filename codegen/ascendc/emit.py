@@ -96,11 +96,6 @@ class AscendCEmitter(Emitter):
     def __init__(self, device: str, profile: Any = None):
         super().__init__(device, profile)
         self.chip = chip_of(device, profile)
-        if not self.chip.has_data_copy_pad:
-            # The model path keeps GM tensors at their logical sizes; 310P would need every ragged row
-            # padded on the host first (kernels.py does that for single kernels, not for whole models).
-            raise AscendCodegenError(f"{device}: whole models need DataCopyPad, which {self.chip.title} lacks; "
-                                     "310P runs single kernels only (tests/ascendc/test_kernels.py)")
         self.kernels: dict[str, AscendKernel] = {}
         self.node_kernels: dict[int, list[str]] = {}
         self.matrices: dict[int, str] = {}      # weight node -> field of its repacked planes
@@ -357,6 +352,7 @@ class AscendCEmitter(Emitter):
         return SimpleNamespace(
             source=source, device=self.device, chip_title=self.chip.title, soc_version=_SOC[self.chip.npu_arch],
             ub_bytes=self.chip.ub_bytes, cores=self.chip.n_cores, nibbles=self.chip.has_shift,
+            has_data_copy_pad=self.chip.has_data_copy_pad,
             buffer_num=K.BUFFER_NUM, max_tile_bytes=K.MAX_TILE_BYTES, max_matmul_rows=K.MAX_MATMUL_ROWS_PER_ITER,
             max_chunk_groups=K.MAX_CHUNK_GROUPS, max_token_block=K.MAX_TOKEN_BLOCK, kernels=entries,
             has_matmul="matmul_q4_0" in symbol, matmul_q4_0=symbol.get("matmul_q4_0", ""),
@@ -383,6 +379,8 @@ def _pointwise_field(f, kernel: AscendKernel) -> str:
         return f"p.{f.name}"
     if f.name == "n":
         return "static_cast<uint32_t>(n)"
+    if f.name == "blockAligned":
+        return "aligned ? 1u : 0u"
     if f.name.endswith("_present"):
         return f"gm_{f.name.removesuffix('_present')} != nullptr ? 1u : 0u"
     if f.name.endswith(("_stride", "_offset")):
