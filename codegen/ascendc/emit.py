@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from llmc.codegen.core.pointwise import NodeKernel, node_kernel
-from llmc.codegen.core.schedule import Call, Emitter
+from llmc.codegen.core.schedule import NO_CODE, Call, Emitter
 from llmc.compiler.plan_memory import value_bytes
 from llmc.ir.graph import Node
 from llmc.ir.ops import POINTWISE, Op
@@ -90,6 +90,15 @@ def chip_of(device: str, profile: Any) -> AscendChip:
                       bool(get("has_shift", base.has_shift)))
 
 
+@dataclass(frozen=True)
+class OpKernels:
+    """One row of AscendCEmitter.KERNELS: the kernels a node of the op needs (at set-up, so that their
+    sources go into the artifact) and the method writing its launches."""
+
+    needs: Callable[..., list[tuple[str, dict]]]    # (emitter, b, node) -> [(entry key, constants)]
+    call: Callable[..., Call | None]                # (emitter, b, node, where) -> the node's Call
+
+
 class AscendCEmitter(Emitter):
     kind = "ascendc"
 
@@ -117,23 +126,18 @@ class AscendCEmitter(Emitter):
         return built.launch_symbol
 
     def _keys(self, b, n: Node) -> list[tuple[str, dict]]:
-        g = b.graph
-        op = n.op
-        if op in (Op.LOOP_IN, Op.RESHAPE, Op.TRANSFER, Op.WEIGHT):
+        """The kernels node n launches (entry keys, with constants), from the op's row of KERNELS."""
+        if n.op in NO_CODE:
             return []
-        if op is Op.MATMUL:
-            return [("matmul_q4_0", {}), ("matmul_q8_0", {})]
-        if op in POINTWISE:
-            if not self.generates:
-                raise AscendCodegenError(f"{self.device}: the profile does not claim `pointwise`, and AscendC "
-                                         f"pointwise kernels are only generated ({op.value} %{n.id}, {n.loc})")
-            if n.fused is not None and n.fused.group != n.id:
-                return []                       # the group's kernel runs at its last member
-            return [(self._generated(node_kernel(g, n)), {})]
-        if op is Op.ROPE:
-            return [("rope", {})]
-        raise AscendCodegenError(f"no AscendC kernel for {op.value} %{n.id} on {self.device} ({n.loc}); "
-                                 "the device profile should not place it here")
+        return self.kernel_of(n).needs(self, b, n)
+
+    def _pointwise_needs(self, b, n: Node) -> list[tuple[str, dict]]:
+        if not self.generates:
+            raise AscendCodegenError(f"{self.device}: the profile does not claim `pointwise`, and AscendC "
+                                     f"pointwise kernels are only generated ({n.op.value} %{n.id}, {n.loc})")
+        if n.fused is not None and n.fused.group != n.id:
+            return []                       # the group's kernel runs at its last member
+        return [(self._generated(node_kernel(b.graph, n)), {})]
 
     def _generated(self, k: NodeKernel) -> str:
         """Register the generated kernel of a plan (once per plan name); its entry key."""
@@ -153,7 +157,7 @@ class AscendCEmitter(Emitter):
                                             tuple(f"gm_{v}" for v in (*plan.outputs, *(o.name for o in plan.operands))))
         return plan.name
 
-    def _pointwise(self, b, n: Node, where: str) -> Call | None:
+    def _pointwise_call(self, b, n: Node, where: str) -> Call | None:
         if n.fused is not None and n.fused.group != n.id:
             return None                         # the group's kernel runs at its last member
         g = b.graph
@@ -253,20 +257,16 @@ class AscendCEmitter(Emitter):
         return f"m->{field}[il]" if b.graph.node(nid).region == "layer" else f"m->{field}"
 
     def emit(self, b, n: Node) -> Call | None:
-        if n.op in (Op.LOOP_IN, Op.RESHAPE, Op.TRANSFER, Op.WEIGHT):
+        if n.op in NO_CODE:
             return None
         fn = self.node_kernels[n.id]
         where = f"{b.where(n)}  [{self.device}: {', '.join(k.removeprefix('llmc_launch_') for k in fn)}]"
-        op = n.op
-        if op is Op.MATMUL:
-            return Call(where, self._matmul(b, n))
-        if op in POINTWISE:
-            return self._pointwise(b, n, where)
-        if op is Op.ROPE:
-            return Call(where, self._rope(b, n))
-        raise AscendCodegenError(f"no AscendC kernel for {op.value} %{n.id} ({n.loc})")
+        return self.kernel_of(n).call(self, b, n, where)
 
-    def _matmul(self, b, n: Node) -> list[str]:
+    def _matmul_needs(self, b, n: Node) -> list[tuple[str, dict]]:
+        return [("matmul_q4_0", {}), ("matmul_q8_0", {})]
+
+    def _matmul_call(self, b, n: Node, where: str) -> Call:
         g, v = b.graph, b.var
         x, w, bias = g.inputs(n.id)
         wn = g.node(w)
@@ -275,7 +275,7 @@ class AscendCEmitter(Emitter):
         mat = self._weight_ref(b, w)
         bias_dev = self._weight_ref(b, bias) if bias is not None else "NULL"
         host_bias = [f"    if ({v(bias)}) llmc_add_f32(hy, hy, {v(bias)}, {rows}, {n_out}, 1);"] if bias else []
-        return [
+        return Call(where, [
             f"if ({mat}.type) {{",
             (f"    if (!llmc_ascend_matmul(m->asc, {v(n.id)}, &{mat}, {v(x)}, {rows}, {bias_dev}, err, err_len)) "
             "return 0;"),
@@ -288,9 +288,12 @@ class AscendCEmitter(Emitter):
             (f"    if (!llmc_ascend_copy(m->asc, {v(n.id)}, hy, sizeof(float) * (size_t)({rows}) * {n_out}, "
             "LLMC_ASCEND_TO_DEVICE, err, err_len)) return 0;"),
             "}",
-        ]
+        ])
 
-    def _rope(self, b, n: Node) -> list[str]:
+    def _rope_needs(self, b, n: Node) -> list[tuple[str, dict]]:
+        return [("rope", {})]
+
+    def _rope_call(self, b, n: Node, where: str) -> Call:
         g, a = b.graph, n.attrs
         x, pos = g.inputs(n.id)
         if (g.node(pos).device or "cpu") != self.device:
@@ -301,9 +304,13 @@ class AscendCEmitter(Emitter):
              f".beta_fast = (float)({b.c(a['beta_fast'])}), .beta_slow = (float)({b.c(a['beta_slow'])}), "
              f".n_ctx_orig = {b.ci(a['n_ctx_orig'])} }}")
         shape = n.shape
-        return ["{", f"    const llmc_ascend_rope rp = {p};",
-                (f"    if (!llmc_ascend_rope_f32(m->asc, {b.var(n.id)}, {b.var(x)}, {b.var(pos)}, {b.ci(shape[0])}, "
-                 f"{b.ci(shape[1])}, {b.ci(shape[2])}, &rp, err, err_len)) return 0;"), "}"]
+        return Call(where, ["{", f"    const llmc_ascend_rope rp = {p};",
+                            (f"    if (!llmc_ascend_rope_f32(m->asc, {b.var(n.id)}, {b.var(x)}, {b.var(pos)}, "
+                             f"{b.ci(shape[0])}, {b.ci(shape[1])}, {b.ci(shape[2])}, &rp, err, err_len)) return 0;"),
+                            "}"])
+
+    KERNELS = {Op.MATMUL: OpKernels(_matmul_needs, _matmul_call), Op.ROPE: OpKernels(_rope_needs, _rope_call),
+               **dict.fromkeys(POINTWISE, OpKernels(_pointwise_needs, _pointwise_call))}
 
     def transfer(self, b, node: Node, to_device: bool) -> Call:
         src = b.graph.inputs(node.id)[0]
