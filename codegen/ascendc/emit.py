@@ -193,6 +193,7 @@ class AscendCEmitter(Emitter):
                 self.stage.append(f"{b._c_bytes(value_bytes(g, x))} + {b._c_bytes(value_bytes(g, n.id))}")
         slots = plan.slots if plan is not None else []
         s.includes.append("llmc_ascend.h")
+        s.pre.append(Call(f"start of a step on {self.device}", ["llmc_ascend_begin_step(m->asc);"]))
         s.fields += [f"llmc_ascend *asc;   /* {self.device}: {self.chip.title}, AscendC kernels */",
                      f"size_t asc_slot_off[{len(slots) + 1}];",
                      "float *asc_stage;   /* host staging of matmuls the CPU runs for the NPU partition */"]
@@ -312,6 +313,12 @@ class AscendCEmitter(Emitter):
     KERNELS = {Op.MATMUL: OpKernels(_matmul_needs, _matmul_call), Op.ROPE: OpKernels(_rope_needs, _rope_call),
                **dict.fromkeys(POINTWISE, OpKernels(_pointwise_needs, _pointwise_call))}
 
+    def copy(self, b, dst: int, src: int, nbytes: str) -> list[str]:
+        """A carried value lives in device memory: copied on the device, queued behind the step's launches
+        (a host memcpy there would fault on a card)."""
+        return [f"if (!llmc_ascend_copy(m->asc, {b.var(dst)}, {b.var(src)}, {nbytes}, LLMC_ASCEND_ON_DEVICE, "
+                "err, err_len)) return 0;"]
+
     def transfer(self, b, node: Node, to_device: bool) -> Call:
         src = b.graph.inputs(node.id)[0]
         size = f"(size_t)4 * (size_t)({b.numel(node.shape)})"      # f32 and i32 values
@@ -354,6 +361,7 @@ class AscendCEmitter(Emitter):
                 recipe=SimpleNamespace(**kernel.recipe), summary=kernel.source.splitlines()[0].partition(": ")[2],
                 c_params=entry.params, fields=fields, tiling_type=f"{kernel.name} tiling",
                 args=[a.name for a in kernel.args], gm=[f"(uint8_t *){g}" for g in entry.gm],
+                key=[_key_term(p) for p in entry.params.split(",")],
                 nibbles=kernel.weight_layout == "nibbles"))
         symbol = {key: k.launch_symbol for key, k in self.kernels.items()}
         return SimpleNamespace(
@@ -374,6 +382,12 @@ class AscendCEmitter(Emitter):
             "nodes": {str(nid): [s.replace("llmc_launch_", "llmc_") for s in names]
                       for nid, names in self.node_kernels.items() if names},
         }
+
+
+def _key_term(param: str) -> str:
+    """A C parameter's part in the tiling cache key: its value, or for a pointer whether it is set."""
+    name = param.split()[-1].lstrip("*")
+    return f"{name} != nullptr" if "*" in param else name
 
 
 def _pointwise_field(f, kernel: AscendKernel) -> str:
