@@ -105,8 +105,8 @@ def _weight_types(kind: str, op: Op) -> set[str]:
 
 def _backend(device: str):
     """The codegen kind whose code runs a device's nodes: its own, or C when its emitter refuses whole
-    models on this chip (AscendC on 310P, no DataCopyPad: the driver's C stand-in, which the manifest
-    and the report name)."""
+    models on this chip (compiler/driver.py _render: the C stand-in, which the manifest and the report
+    name)."""
     from llmc.codegen.ascendc.kernels import AscendCodegenError
     profile = PROFILES[device]
     try:
