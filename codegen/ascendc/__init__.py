@@ -15,7 +15,7 @@ from llmc.codegen.ascendc.kernels import (
     KernelArg,
     TilingField,
     add,
-    matvec,
+    matmul,
     rms_norm,
     rope,
 )
@@ -32,7 +32,7 @@ __all__ = [
     "KernelArg",
     "TilingField",
     "add",
-    "matvec",
+    "matmul",
     "rms_norm",
     "rope",
 ]

@@ -11,7 +11,7 @@ into the model's own library; with -DLLMC_ASCEND_REAL the same files build for a
 Device memory: the device's memory plan is one arena (GM) allocated at load; Q4_0/Q8_0 matmul weights are
 repacked on the host once at load and uploaded; f32 vector weights (norm gains, biases) are uploaded as is.
 A matmul whose weight is another type in the GGUF file (a generic artifact learns the types only at load)
-runs on the CPU through host staging. Matvec kernels take one token: prefill launches one per token.
+runs on the CPU through host staging. A matmul is one launch for all T tokens of a step (bias included).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from llmc.codegen.core.pointwise import NodeKernel, node_kernel
-from llmc.codegen.core.schedule import Call, Emitter
+from llmc.codegen.core.schedule import NO_CODE, Call, Emitter
 from llmc.compiler.plan_memory import value_bytes
 from llmc.ir.graph import Node
 from llmc.ir.ops import POINTWISE, Op
@@ -45,23 +45,23 @@ class Entry:
     gm: tuple[str, ...]                     # the kernel's GM arguments, in order, as C expressions
 
 
-_EW2 = "float *z, const float *x, const float *y, long n"
-_MATVEC = "float *y, const void *qs, const void *scales, const float *x, long rows, long kdim"
+_MATMUL = ("float *y, const void *qs, const void *scales, const float *x, const float *bias, long tokens, long rows, "
+           "long kdim")
 ENTRIES: dict[str, Entry] = {
-    "add": Entry(lambda c: K.add(c, 64), _EW2, ("x", "y", "z")),       # the matmul bias
     "rope": Entry(lambda c: K.rope(c, 1, 1, 8),
                   "float *y, const float *x, const float *cos_table, const float *sin_table, long tokens, "
                   "long heads, long head_dim, long n_dims, int neox", ("x", "cos_table", "sin_table", "y")),
-    "matvec_q4_0": Entry(lambda c: K.matvec(c, "q4_0", 8, 64), _MATVEC, ("qs", "scales", "x", "y")),
-    "matvec_q8_0": Entry(lambda c: K.matvec(c, "q8_0", 8, 64), _MATVEC, ("qs", "scales", "x", "y")),
+    "matmul_q4_0": Entry(lambda c: K.matmul(c, "q4_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
+    "matmul_q8_0": Entry(lambda c: K.matmul(c, "q8_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
 }
 # Pointwise ops and fused chains get entries generated from their plans (AscendCEmitter._generated).
 # Tiling fields the host computes outside the family's plan (kernels.py TilingField names -> C).
-_EXTRA_FIELDS: dict[str, str] = {}
+_EXTRA_FIELDS: dict[str, str] = {"hasBias": "bias != nullptr ? 1u : 0u"}
 _PLAN_FIELDS = {
     "totalLength", "tileLength", "numTiles", "tilesPerCore", "rows", "cols", "colsAligned", "rowStride",
     "rowsPerCore", "rowsPerIter", "workBytes", "tokens", "heads", "headDim", "rowWidth", "nDims", "neox",
-    "tokensPerCore", "k", "groups", "groupsAligned", "qsStride", "scaleTileElems", "maxRepeat",
+    "tokensPerCore", "k", "groups", "groupsAligned", "qsStride", "chunkGroups", "chunkBytes", "chunkScales",
+    "tokenBlock",
 }
 
 
@@ -88,6 +88,15 @@ def chip_of(device: str, profile: Any) -> AscendChip:
                       int(get("cores", base.n_cores) or base.n_cores),
                       bool(get("has_data_copy_pad", base.has_data_copy_pad)),
                       bool(get("has_shift", base.has_shift)))
+
+
+@dataclass(frozen=True)
+class OpKernels:
+    """One row of AscendCEmitter.KERNELS: the kernels a node of the op needs (at set-up, so that their
+    sources go into the artifact) and the method writing its launches."""
+
+    needs: Callable[..., list[tuple[str, dict]]]    # (emitter, b, node) -> [(entry key, constants)]
+    call: Callable[..., Call | None]                # (emitter, b, node, where) -> the node's Call
 
 
 class AscendCEmitter(Emitter):
@@ -123,23 +132,18 @@ class AscendCEmitter(Emitter):
         return built.launch_symbol
 
     def _keys(self, b, n: Node) -> list[tuple[str, dict]]:
-        g = b.graph
-        op = n.op
-        if op in (Op.LOOP_IN, Op.RESHAPE, Op.TRANSFER, Op.WEIGHT):
+        """The kernels node n launches (entry keys, with constants), from the op's row of KERNELS."""
+        if n.op in NO_CODE:
             return []
-        if op is Op.MATMUL:
-            return [("matvec_q4_0", {}), ("matvec_q8_0", {}), ("add", {})]
-        if op in POINTWISE:
-            if not self.generates:
-                raise AscendCodegenError(f"{self.device}: the profile does not claim `pointwise`, and AscendC "
-                                         f"pointwise kernels are only generated ({op.value} %{n.id}, {n.loc})")
-            if n.fused is not None and n.fused.group != n.id:
-                return []                       # the group's kernel runs at its last member
-            return [(self._generated(node_kernel(g, n)), {})]
-        if op is Op.ROPE:
-            return [("rope", {})]
-        raise AscendCodegenError(f"no AscendC kernel for {op.value} %{n.id} on {self.device} ({n.loc}); "
-                                 "the device profile should not place it here")
+        return self.kernel_of(n).needs(self, b, n)
+
+    def _pointwise_needs(self, b, n: Node) -> list[tuple[str, dict]]:
+        if not self.generates:
+            raise AscendCodegenError(f"{self.device}: the profile does not claim `pointwise`, and AscendC "
+                                     f"pointwise kernels are only generated ({n.op.value} %{n.id}, {n.loc})")
+        if n.fused is not None and n.fused.group != n.id:
+            return []                       # the group's kernel runs at its last member
+        return [(self._generated(node_kernel(b.graph, n)), {})]
 
     def _generated(self, k: NodeKernel) -> str:
         """Register the generated kernel of a plan (once per plan name); its entry key."""
@@ -159,7 +163,7 @@ class AscendCEmitter(Emitter):
                                             tuple(f"gm_{v}" for v in (*plan.outputs, *(o.name for o in plan.operands))))
         return plan.name
 
-    def _pointwise(self, b, n: Node, where: str) -> Call | None:
+    def _pointwise_call(self, b, n: Node, where: str) -> Call | None:
         if n.fused is not None and n.fused.group != n.id:
             return None                         # the group's kernel runs at its last member
         g = b.graph
@@ -231,7 +235,7 @@ class AscendCEmitter(Emitter):
             matrix = nid in self.matrices
             if matrix:
                 rows, k = b.ci(node.shape[0]), b.ci(node.shape[1])
-                what = "repacked for the matvec kernels (CPU fallback if not Q4_0/Q8_0)"
+                what = "repacked for the matmul kernels (CPU fallback if not Q4_0/Q8_0)"
                 body = [(f"if (!llmc_ascend_upload_matrix(m->asc, {b.var(nid)}, {b.wtype(nid)}, {rows}, {k}, "
                         f"&m->{field}{{il}}, err, err_len)) goto fail;")]
             else:
@@ -259,20 +263,16 @@ class AscendCEmitter(Emitter):
         return f"m->{field}[il]" if b.graph.node(nid).region == "layer" else f"m->{field}"
 
     def emit(self, b, n: Node) -> Call | None:
-        if n.op in (Op.LOOP_IN, Op.RESHAPE, Op.TRANSFER, Op.WEIGHT):
+        if n.op in NO_CODE:
             return None
         fn = self.node_kernels[n.id]
         where = f"{b.where(n)}  [{self.device}: {', '.join(k.removeprefix('llmc_launch_') for k in fn)}]"
-        op = n.op
-        if op is Op.MATMUL:
-            return Call(where, self._matmul(b, n))
-        if op in POINTWISE:
-            return self._pointwise(b, n, where)
-        if op is Op.ROPE:
-            return Call(where, self._rope(b, n))
-        raise AscendCodegenError(f"no AscendC kernel for {op.value} %{n.id} ({n.loc})")
+        return self.kernel_of(n).call(self, b, n, where)
 
-    def _matmul(self, b, n: Node) -> list[str]:
+    def _matmul_needs(self, b, n: Node) -> list[tuple[str, dict]]:
+        return [("matmul_q4_0", {}), ("matmul_q8_0", {})]
+
+    def _matmul_call(self, b, n: Node, where: str) -> Call:
         g, v = b.graph, b.var
         x, w, bias = g.inputs(n.id)
         wn = g.node(w)
@@ -281,7 +281,7 @@ class AscendCEmitter(Emitter):
         mat = self._weight_ref(b, w)
         bias_dev = self._weight_ref(b, bias) if bias is not None else "NULL"
         host_bias = [f"    if ({v(bias)}) llmc_add_f32(hy, hy, {v(bias)}, {rows}, {n_out}, 1);"] if bias else []
-        return [
+        return Call(where, [
             f"if ({mat}.type) {{",
             (f"    if (!llmc_ascend_matmul(m->asc, {v(n.id)}, &{mat}, {v(x)}, {rows}, {bias_dev}, err, err_len)) "
             "return 0;"),
@@ -294,9 +294,12 @@ class AscendCEmitter(Emitter):
             (f"    if (!llmc_ascend_copy(m->asc, {v(n.id)}, hy, sizeof(float) * (size_t)({rows}) * {n_out}, "
             "LLMC_ASCEND_TO_DEVICE, err, err_len)) return 0;"),
             "}",
-        ]
+        ])
 
-    def _rope(self, b, n: Node) -> list[str]:
+    def _rope_needs(self, b, n: Node) -> list[tuple[str, dict]]:
+        return [("rope", {})]
+
+    def _rope_call(self, b, n: Node, where: str) -> Call:
         g, a = b.graph, n.attrs
         x, pos = g.inputs(n.id)
         if (g.node(pos).device or "cpu") != self.device:
@@ -307,9 +310,13 @@ class AscendCEmitter(Emitter):
              f".beta_fast = (float)({b.c(a['beta_fast'])}), .beta_slow = (float)({b.c(a['beta_slow'])}), "
              f".n_ctx_orig = {b.ci(a['n_ctx_orig'])} }}")
         shape = n.shape
-        return ["{", f"    const llmc_ascend_rope rp = {p};",
-                (f"    if (!llmc_ascend_rope_f32(m->asc, {b.var(n.id)}, {b.var(x)}, {b.var(pos)}, {b.ci(shape[0])}, "
-                 f"{b.ci(shape[1])}, {b.ci(shape[2])}, &rp, err, err_len)) return 0;"), "}"]
+        return Call(where, ["{", f"    const llmc_ascend_rope rp = {p};",
+                            (f"    if (!llmc_ascend_rope_f32(m->asc, {b.var(n.id)}, {b.var(x)}, {b.var(pos)}, "
+                             f"{b.ci(shape[0])}, {b.ci(shape[1])}, {b.ci(shape[2])}, &rp, err, err_len)) return 0;"),
+                            "}"])
+
+    KERNELS = {Op.MATMUL: OpKernels(_matmul_needs, _matmul_call), Op.ROPE: OpKernels(_rope_needs, _rope_call),
+               **dict.fromkeys(POINTWISE, OpKernels(_pointwise_needs, _pointwise_call))}
 
     def transfer(self, b, node: Node, to_device: bool) -> Call:
         src = b.graph.inputs(node.id)[0]
@@ -363,10 +370,10 @@ class AscendCEmitter(Emitter):
         return SimpleNamespace(
             source=source, device=self.device, chip_title=self.chip.title, soc_version=_SOC[self.chip.npu_arch],
             ub_bytes=self.chip.ub_bytes, cores=self.chip.n_cores, nibbles=self.chip.has_shift,
-            buffer_num=K.BUFFER_NUM, max_tile_bytes=K.MAX_TILE_BYTES, max_repeat=K.MAX_REPEAT,
-            max_matvec_rows=K.MAX_MATVEC_ROWS_PER_ITER, kernels=entries,
-            has_matvec="matvec_q4_0" in symbol, matvec_q4_0=symbol.get("matvec_q4_0", ""),
-            matvec_q8_0=symbol.get("matvec_q8_0", ""), add=symbol.get("add", ""), rope=symbol.get("rope", ""))
+            buffer_num=K.BUFFER_NUM, max_tile_bytes=K.MAX_TILE_BYTES, max_matmul_rows=K.MAX_MATMUL_ROWS_PER_ITER,
+            max_chunk_groups=K.MAX_CHUNK_GROUPS, max_token_block=K.MAX_TOKEN_BLOCK, kernels=entries,
+            has_matmul="matmul_q4_0" in symbol, matmul_q4_0=symbol.get("matmul_q4_0", ""),
+            matmul_q8_0=symbol.get("matmul_q8_0", ""), rope=symbol.get("rope", ""))
 
     def manifest(self) -> dict:
         """What the manifest records about this device: its kernels (with sizes) and which node runs which."""

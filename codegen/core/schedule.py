@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from llmc.compiler.plan_memory import MemoryPlan
 from llmc.ir import expr as X
+from llmc.ir.errors import LlmcError
 from llmc.ir.graph import Graph, Node
 from llmc.ir.ops import POINTWISE, Op
 from llmc.ir.quant import WEIGHT_TYPES
@@ -47,15 +48,40 @@ class WeightDecl:
     want_type: int = -1       # the GGUF type a specialized artifact was built for; -1 = any
 
 
+class MissingKernel(LlmcError):
+    """A node sits on a device whose backend has no kernel for its op: the device profile claims more
+    than the backend generates (tests/codegen/test_dispatch.py checks every profile against its table)."""
+
+
+# Ops that need no code of their own: a view (reshape), a carried value's slot (loop_in), a weight (loaded
+# by the schedule), a copy between devices (emitted by the accelerator side through Emitter.transfer).
+NO_CODE = frozenset({Op.LOOP_IN, Op.RESHAPE, Op.TRANSFER, Op.WEIGHT})
+
+
 class Emitter:
-    """Turns the nodes of one device kind into C. Subclasses override what they need."""
+    """Turns the nodes of one device kind into C. Subclasses override what they need.
+
+    Dispatch is one table per backend: `KERNELS` maps each op the backend generates to the method that
+    emits it (a plain function of the class body, called as f(emitter, b, node)); every op of
+    ir/pointwise.py shares the method that calls its generated kernel. An op missing from the table is a
+    compile error naming the op and its DSL line (`kernel_of`)."""
     kind = ""
+    KERNELS: Mapping[Op, Callable] = {}
 
     def __init__(self, device: str, profile: dict | None = None):
         self.device, self.profile = device, profile or {}
 
     def setup(self, b: "ScheduleBuilder", plan: MemoryPlan | None) -> None:
         """Add includes, struct fields, load/free lines and buffer declarations to b.s."""
+
+    def kernel_of(self, node: Node) -> Callable:
+        """The table entry of node's op, or a MissingKernel error at the node's DSL line."""
+        kernel = self.KERNELS.get(node.op)
+        if kernel is None:
+            raise MissingKernel(f"the {self.kind} backend has no kernel for {node.op.value} (%{node.id}"
+                                f"{' -> ' + node.label if node.label else ''}) on device {self.device!r}; "
+                                "its device profile should not place it there", node.loc)
+        return kernel
 
     def emit(self, b: "ScheduleBuilder", node: Node) -> "Call | None":
         raise NotImplementedError

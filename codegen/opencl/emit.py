@@ -5,7 +5,8 @@ The model's host schedule (codegen/core/schedule.py) stays the one host program;
   - at load: the device (llmc_ocl_open), one cl_mem per slot of the device's memory plan, every weight the
     device's nodes read uploaded once (a matmul weight's type checked against the profile, its program
     built on first use and cached on disk), the f16 KV caches and the scratch;
-  - per node: one launch call (llmc_ocl_<op>, generated into llmc_ocl.c with the programs as strings);
+  - per node: one launch call (llmc_ocl_<op>, generated into llmc_ocl.c with the programs as strings),
+    written by the method the table OpenCLEmitter.KERNELS gives for the node's op;
   - per TRANSFER: a write to, or a blocking read from, the device. Nothing else goes back to the host
     per token, except the logits when the device makes them.
 Names of device values are this emitter's (`m-><device>_slot[k]`); the schedule's `b.var` is used only
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from llmc.codegen.core.schedule import ROPE_MODE, TYPE_IDS, Call, Emitter
+from llmc.codegen.core.schedule import NO_CODE, ROPE_MODE, TYPE_IDS, Call, Emitter
 from llmc.codegen.core.pointwise import KernelPlan, node_kernel
 from llmc.compiler.plan_memory import MemoryPlan
 from llmc.ir import expr as X
@@ -236,11 +237,11 @@ class OpenCLEmitter(Emitter):
         return [f"llmc_ocl_copy({self.h}, {self.mem(b, dst)}, {self.mem(b, src)}, {nbytes});"]
 
     def emit(self, b, n: Node) -> Call | None:
-        if n.op in (Op.LOOP_IN, Op.RESHAPE, Op.WEIGHT):
+        if n.op in NO_CODE:
             return None
         if n.fused is not None and n.fused.group != n.id:
             return None                         # the group's kernel runs at its last member
-        lines = self._launch(b, n)
+        lines = self.kernel_of(n)(self, b, n)
         if n.id == b.graph.outputs["logits"]:
             lines += self._read_logits(b, n)
         where = f"{n.loc}  %{n.id} {n.op.value}" + (f" -> {n.label}" if n.label else "") + f"  [{self.device}]"
@@ -252,63 +253,83 @@ class OpenCLEmitter(Emitter):
                 f"{self.mem(b, n.id)}, all_logits ? 0 : sizeof(float) * (size_t)(T - 1) * {nv}, "
                 f"sizeof(float) * (size_t)(all_logits ? T : 1) * {nv}, err, err_len)) return 0;"]
 
-    def _launch(self, b, n: Node) -> list[str]:
-        g, h, a, op = b.graph, self.h, n.attrs, n.op
-        ins = g.inputs(n.id)
-        mem = lambda nid: self.mem(b, nid)
-        out = mem(n.id)
-        shape = n.shape
-        rows, cols, total = b.numel(shape, -1), b.ci(shape[-1]), b.numel(shape)
-        f = lambda e: f"(float)({b.c(e)})"
-        if op is Op.EMBED:
-            return [f"llmc_ocl_embed({h}, {b.wtype(ins[0])}, {out}, {mem(ins[0])}, {mem(ins[1])}, T, {cols});"]
-        if op is Op.MATMUL:
-            x, w, bias = ins
-            wn = g.node(w)
-            return [f"llmc_ocl_matmul({h}, {b.wtype(w)}, {out}, {mem(w)}, {mem(x)}, {mem(bias)}, "
-                    f"{b.ci(wn.shape[1])}, {b.ci(wn.shape[0])}, {rows});"]
-        if op is Op.MOE_MATMUL:
-            x, w, sel, bias = ins
-            wn, xs = g.node(w), g.node(x).shape
-            return [f"llmc_ocl_moe_matmul({h}, {b.wtype(w)}, {out}, {mem(w)}, {mem(x)}, {1 if len(xs) == 3 else 0}, "
-                    f"{mem(sel)}, {mem(bias)}, {b.ci(wn.shape[2])}, {b.ci(wn.shape[1])}, T, {b.ci(shape[1])});"]
-        if op in POINTWISE:
-            if n.fused is not None and n.fused.group != n.id:
-                return []                       # the group's kernel runs at its last member
-            k = node_kernel(g, n)
-            args = [mem(o) for o in k.outputs] + [mem(k.inputs[o.name]) for o in k.plan.operands]
-            args += [f"(int)({b.numel(k.rows)})", b.ci(k.n)]
-            for o in k.plan.slices:
-                args += [b.ci(e) for e in k.slices[o.name]]
-            args += [f(k.scalars[a]) for a in k.plan.scalars]
-            return [f"llmc_ocl_{k.plan.name}({h}, {', '.join(args)});"]
-        if op is Op.ROPE:
-            p = (f"{{ .mode = {ROPE_MODE[a['mode'].value]}, .n_dims = {b.ci(a['n_dims'])}, .base = {f(a['base'])}, "
-                 f".freq_scale = {f(a['freq_scale'])}, .ext_factor = {f(a['ext_factor'])}, "
-                 f".attn_factor = {f(a['attn_factor'])}, .beta_fast = {f(a['beta_fast'])}, "
-                 f".beta_slow = {f(a['beta_slow'])}, .n_ctx_orig = {b.ci(a['n_ctx_orig'])} }}")
-            return ["{",
-                    f"    const llmc_rope_params rp = {p};",
-                    f"    llmc_ocl_rope({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, T, {b.ci(shape[1])}, "
-                    f"{b.ci(shape[2])}, &rp);",
-                    "}"]
-        if op is Op.ATTENTION:
-            q, k, v, sinks = ins
-            qs, ks = g.node(q).shape, g.node(k).shape
-            dev = self.device
-            return [f"llmc_ocl_attention({h}, {out}, {mem(q)}, {mem(k)}, {mem(v)}, m->{dev}_k{n.id}[il], "
-                    f"m->{dev}_v{n.id}[il], {mem(sinks)}, T, pos, {b.ci(qs[1])}, {b.ci(ks[1])}, {b.ci(qs[2])}, "
-                    f"m->n_ctx, {f(a['scale'])}, {b.ci(a['window'])}, {f(a['softcap'])});"]
-        if op is Op.TOPK:
-            src = g.node(ins[0]).shape
-            return [f"llmc_ocl_top_k({h}, {out}, {mem(ins[0])}, {b.numel(src, -1)}, {b.ci(src[-1])}, {b.ci(a['k'])});"]
-        if op is Op.GATHER:
-            src = g.node(ins[0]).shape
-            return [f"llmc_ocl_gather({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, {b.numel(src, -1)}, "
-                    f"{b.ci(src[-1])}, {cols});"]
-        if op is Op.WEIGHTED_SUM:
-            xs = g.node(ins[0]).shape
-            return [f"llmc_ocl_weighted_sum({h}, {out}, {mem(ins[0])}, {mem(ins[1])}, T, {b.ci(xs[1])}, "
-                    f"{b.ci(xs[2])});"]
-        raise NotImplementedError(f"the OpenCL target has no kernel for {op.value} ({n.loc})")
+    # ---- one method per op (the table KERNELS below): (b, node) -> the lines of its launch -------------
+    def _embed(self, b, n: Node) -> list[str]:
+        table, tokens = b.graph.inputs(n.id)
+        return [f"llmc_ocl_embed({self.h}, {b.wtype(table)}, {self.mem(b, n.id)}, {self.mem(b, table)}, "
+                f"{self.mem(b, tokens)}, T, {b.ci(n.shape[-1])});"]
 
+    def _matmul(self, b, n: Node) -> list[str]:
+        mem = lambda nid: self.mem(b, nid)
+        x, w, bias = b.graph.inputs(n.id)
+        wn = b.graph.node(w)
+        return [f"llmc_ocl_matmul({self.h}, {b.wtype(w)}, {mem(n.id)}, {mem(w)}, {mem(x)}, {mem(bias)}, "
+                f"{b.ci(wn.shape[1])}, {b.ci(wn.shape[0])}, {b.numel(n.shape, -1)});"]
+
+    def _moe_matmul(self, b, n: Node) -> list[str]:
+        mem = lambda nid: self.mem(b, nid)
+        x, w, sel, bias = b.graph.inputs(n.id)
+        wn, xs = b.graph.node(w), b.graph.node(x).shape
+        return [f"llmc_ocl_moe_matmul({self.h}, {b.wtype(w)}, {mem(n.id)}, {mem(w)}, {mem(x)}, "
+                f"{1 if len(xs) == 3 else 0}, {mem(sel)}, {mem(bias)}, {b.ci(wn.shape[2])}, {b.ci(wn.shape[1])}, "
+                f"T, {b.ci(n.shape[1])});"]
+
+    def _pointwise(self, b, n: Node) -> list[str]:
+        mem = lambda nid: self.mem(b, nid)
+        k = node_kernel(b.graph, n)
+        args = [mem(o) for o in k.outputs] + [mem(k.inputs[o.name]) for o in k.plan.operands]
+        args += [f"(int)({b.numel(k.rows)})", b.ci(k.n)]
+        for o in k.plan.slices:
+            args += [b.ci(e) for e in k.slices[o.name]]
+        args += [_float(b, k.scalars[a]) for a in k.plan.scalars]
+        return [f"llmc_ocl_{k.plan.name}({self.h}, {', '.join(args)});"]
+
+    def _rope(self, b, n: Node) -> list[str]:
+        a, shape = n.attrs, n.shape
+        f = lambda e: _float(b, e)
+        x, positions = b.graph.inputs(n.id)
+        p = (f"{{ .mode = {ROPE_MODE[a['mode'].value]}, .n_dims = {b.ci(a['n_dims'])}, .base = {f(a['base'])}, "
+             f".freq_scale = {f(a['freq_scale'])}, .ext_factor = {f(a['ext_factor'])}, "
+             f".attn_factor = {f(a['attn_factor'])}, .beta_fast = {f(a['beta_fast'])}, "
+             f".beta_slow = {f(a['beta_slow'])}, .n_ctx_orig = {b.ci(a['n_ctx_orig'])} }}")
+        return ["{",
+                f"    const llmc_rope_params rp = {p};",
+                f"    llmc_ocl_rope({self.h}, {self.mem(b, n.id)}, {self.mem(b, x)}, {self.mem(b, positions)}, T, "
+                f"{b.ci(shape[1])}, {b.ci(shape[2])}, &rp);",
+                "}"]
+
+    def _attention(self, b, n: Node) -> list[str]:
+        g, a, dev = b.graph, n.attrs, self.device
+        mem = lambda nid: self.mem(b, nid)
+        q, k, v, sinks = g.inputs(n.id)
+        qs, ks = g.node(q).shape, g.node(k).shape
+        return [f"llmc_ocl_attention({self.h}, {mem(n.id)}, {mem(q)}, {mem(k)}, {mem(v)}, m->{dev}_k{n.id}[il], "
+                f"m->{dev}_v{n.id}[il], {mem(sinks)}, T, pos, {b.ci(qs[1])}, {b.ci(ks[1])}, {b.ci(qs[2])}, "
+                f"m->n_ctx, {_float(b, a['scale'])}, {b.ci(a['window'])}, {_float(b, a['softcap'])});"]
+
+    def _top_k(self, b, n: Node) -> list[str]:
+        x = b.graph.inputs(n.id)[0]
+        src = b.graph.node(x).shape
+        return [f"llmc_ocl_top_k({self.h}, {self.mem(b, n.id)}, {self.mem(b, x)}, {b.numel(src, -1)}, "
+                f"{b.ci(src[-1])}, {b.ci(n.attrs['k'])});"]
+
+    def _gather(self, b, n: Node) -> list[str]:
+        x, index = b.graph.inputs(n.id)
+        src = b.graph.node(x).shape
+        return [f"llmc_ocl_gather({self.h}, {self.mem(b, n.id)}, {self.mem(b, x)}, {self.mem(b, index)}, "
+                f"{b.numel(src, -1)}, {b.ci(src[-1])}, {b.ci(n.shape[-1])});"]
+
+    def _weighted_sum(self, b, n: Node) -> list[str]:
+        x, weights = b.graph.inputs(n.id)
+        xs = b.graph.node(x).shape
+        return [f"llmc_ocl_weighted_sum({self.h}, {self.mem(b, n.id)}, {self.mem(b, x)}, {self.mem(b, weights)}, "
+                f"T, {b.ci(xs[1])}, {b.ci(xs[2])});"]
+
+    KERNELS = {Op.EMBED: _embed, Op.MATMUL: _matmul, Op.MOE_MATMUL: _moe_matmul, Op.ROPE: _rope,
+               Op.ATTENTION: _attention, Op.TOPK: _top_k, Op.GATHER: _gather, Op.WEIGHTED_SUM: _weighted_sum,
+               **dict.fromkeys(POINTWISE, _pointwise)}
+
+
+def _float(b, e) -> str:
+    """A scalar attribute as a C float expression."""
+    return f"(float)({b.c(e)})"

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct llmc_cl {
@@ -18,7 +19,59 @@ struct llmc_cl {
     char platform_name[256], device_name[256], identity[1024];   /* identity keys the program cache */
     char options[128];
     char sticky[512];                                            /* first error while running */
+    long launches;                                               /* kernels queued since open */
+    struct llmc_cl_profile *profile;                             /* LLMC_OPENCL_PROFILE=1: per-kernel times */
 };
+
+/* LLMC_OPENCL_PROFILE=1: every launch waits for its kernel and adds the device's start..end time to its
+ * kernel's row (so launches no longer overlap: the totals measure, they do not run at full speed); the
+ * table goes to stderr when the handle closes. */
+#define PROFILE_ROWS 128
+struct llmc_cl_profile {
+    struct { char name[64]; long count; double device_ms, host_ms; } row[PROFILE_ROWS];
+    int n_rows;
+    double wall_start;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void profile_add(llmc_cl *cl, cl_kernel k, cl_event ev, double host_ms)
+{
+    char name[64] = "?";
+    clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+    struct llmc_cl_profile *p = cl->profile;
+    int i = 0;
+    while (i < p->n_rows && strcmp(p->row[i].name, name) != 0) i++;
+    if (i == p->n_rows) {
+        if (p->n_rows == PROFILE_ROWS) i = PROFILE_ROWS - 1;        /* full: the last row takes the rest */
+        else snprintf(p->row[p->n_rows++].name, sizeof p->row[0].name, "%s", name);
+    }
+    cl_ulong start = 0, end = 0;
+    clWaitForEvents(1, &ev);
+    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL);
+    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL);
+    p->row[i].count++;
+    p->row[i].device_ms += (double)(end - start) / 1e6;
+    p->row[i].host_ms += host_ms;
+}
+
+static void profile_print(const llmc_cl *cl)
+{
+    const struct llmc_cl_profile *p = cl->profile;
+    double device = 0, host = 0;
+    for (int i = 0; i < p->n_rows; i++) { device += p->row[i].device_ms; host += p->row[i].host_ms; }
+    fprintf(stderr, "llmc OpenCL profile on %s: %ld launches, kernels %.1f ms on the device, %.1f ms to queue, "
+            "%.1f ms wall since open\n", cl->device_name, cl->launches, device, host, now_ms() - p->wall_start);
+    fprintf(stderr, "%-40s %8s %12s %12s\n", "kernel", "count", "device ms", "queue ms");
+    for (int i = 0; i < p->n_rows; i++)
+        fprintf(stderr, "%-40s %8ld %12.2f %12.2f\n", p->row[i].name, p->row[i].count, p->row[i].device_ms,
+                p->row[i].host_ms);
+}
 
 const char *llmc_cl_error_string(cl_int code)
 {
@@ -130,7 +183,12 @@ llmc_cl *llmc_cl_open(char *err, size_t err_len)
         llmc_cl_close(cl);
         return NULL;
     }
-    cl->queue = clCreateCommandQueue(cl->context, cl->device, 0, &rc);
+    const char *profile = getenv("LLMC_OPENCL_PROFILE");
+    if (profile && *profile && strcmp(profile, "0") != 0) {
+        cl->profile = calloc(1, sizeof *cl->profile);
+        if (cl->profile) cl->profile->wall_start = now_ms();
+    }
+    cl->queue = clCreateCommandQueue(cl->context, cl->device, cl->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &rc);
     if (rc != CL_SUCCESS) {
         fail(err, err_len, "clCreateCommandQueue on %s failed: %s", cl->device_name, llmc_cl_error_string(rc));
         llmc_cl_close(cl);
@@ -154,6 +212,7 @@ void llmc_cl_close(llmc_cl *cl)
 {
     if (!cl) return;
     if (cl->queue) { clFinish(cl->queue); clReleaseCommandQueue(cl->queue); }
+    if (cl->profile) { profile_print(cl); free(cl->profile); }
     if (cl->context) clReleaseContext(cl->context);
     free(cl);
 }
@@ -352,13 +411,12 @@ int llmc_cl_finish(llmc_cl *cl, char *err, size_t err_len)
 
 /* ---- launches ---------------------------------------------------------------------------------- */
 
-void llmc_cl_run(llmc_cl *cl, cl_kernel k, int dims, const size_t *global, const char *args, ...)
+static void run(llmc_cl *cl, cl_kernel k, int dims, const size_t *global, const size_t *local, const char *args,
+                va_list ap)
 {
     if (cl->sticky[0]) return;
     for (int d = 0; d < dims; d++)
         if (global[d] == 0) return;           /* nothing to do (e.g. an empty expert slot) */
-    va_list ap;
-    va_start(ap, args);
     cl_int rc = CL_SUCCESS;
     for (cl_uint i = 0; args[i] && rc == CL_SUCCESS; i++) {
         switch (args[i]) {
@@ -369,11 +427,18 @@ void llmc_cl_run(llmc_cl *cl, cl_kernel k, int dims, const size_t *global, const
         default: rc = CL_INVALID_ARG_VALUE;
         }
     }
-    va_end(ap);
     const char *call = "clSetKernelArg";
     if (rc == CL_SUCCESS) {
         call = "clEnqueueNDRangeKernel";
-        rc = clEnqueueNDRangeKernel(cl->queue, k, (cl_uint)dims, NULL, global, NULL, 0, NULL, NULL);
+        cl_event ev = NULL;
+        const double t0 = cl->profile ? now_ms() : 0;
+        rc = clEnqueueNDRangeKernel(cl->queue, k, (cl_uint)dims, NULL, global, local, 0, NULL,
+                                    cl->profile ? &ev : NULL);
+        cl->launches++;
+        if (ev) {
+            profile_add(cl, k, ev, now_ms() - t0);
+            clReleaseEvent(ev);
+        }
     }
     if (rc != CL_SUCCESS) {
         char name[128] = "?";
@@ -381,3 +446,22 @@ void llmc_cl_run(llmc_cl *cl, cl_kernel k, int dims, const size_t *global, const
         stick(cl, call, name, rc);
     }
 }
+
+void llmc_cl_run(llmc_cl *cl, cl_kernel k, int dims, const size_t *global, const char *args, ...)
+{
+    va_list ap;
+    va_start(ap, args);
+    run(cl, k, dims, global, NULL, args, ap);
+    va_end(ap);
+}
+
+void llmc_cl_run_local(llmc_cl *cl, cl_kernel k, int dims, const size_t *global, const size_t *local,
+                       const char *args, ...)
+{
+    va_list ap;
+    va_start(ap, args);
+    run(cl, k, dims, global, local, args, ap);
+    va_end(ap);
+}
+
+long llmc_cl_launches(const llmc_cl *cl) { return cl->launches; }

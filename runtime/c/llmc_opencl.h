@@ -8,6 +8,8 @@
  *
  * Device choice: the first device of the first platform, unless LLMC_OPENCL_DEVICE says "P:D" (platform
  * and device indices) or a case-insensitive part of "<platform name> <device name>".
+ * Profile: LLMC_OPENCL_PROFILE=1 times every kernel on the device (each launch then waits for its kernel)
+ * and prints a table per kernel to stderr when the handle closes.
  * Program cache: $LLMC_CACHE/opencl (default ~/.cache/llmc/opencl), keyed by a hash of the source, the
  * build options, the platform and the device (name, version, driver); LLMC_OPENCL_NO_CACHE=1 skips it.
  */
@@ -50,6 +52,11 @@ int llmc_cl_finish(llmc_cl *cl, char *err, size_t err_len);
 /* Launch kernel k over global[0..dims) work-items (local NULL: the driver chooses). `args` has one letter
  * per kernel argument: 'm' cl_mem, 'i' int, 'l' long, 'f' float (passed as double through ...). */
 void llmc_cl_run(llmc_cl *cl, cl_kernel k, int dims, const size_t *global, const char *args, ...);
+/* The same with work-groups of `local` items (each global size a multiple of its local size). */
+void llmc_cl_run_local(llmc_cl *cl, cl_kernel k, int dims, const size_t *global, const size_t *local,
+                       const char *args, ...);
+/* Kernels queued since the handle was opened (launches per token = the difference over a step). */
+long llmc_cl_launches(const llmc_cl *cl);
 
 /* The first error since the handle was opened, or NULL. */
 const char *llmc_cl_sticky_error(const llmc_cl *cl);

@@ -142,9 +142,25 @@ def test_rope(chip, tokens, heads, head_dim, partial, mode, seed):
     np.testing.assert_allclose(got, ref_rope(x, positions, n_dims, mode), rtol=1e-5, atol=1e-5)
 
 
-# ---- quantized matvec ----------------------------------------------------------------------------
+# ---- quantized matmul ----------------------------------------------------------------------------
 
 QUANTIZERS = {"q4_0": quantize_q4_0, "q8_0": quantize_q8_0}
+
+
+def check_matmul(chip, quant, rows, k, tokens, seed, bias=False):
+    w, x = data(seed, (rows, k), np.float32), data(seed + 1, (tokens, k), np.float32)
+    b = data(seed + 2, rows, np.float32) if bias else np.zeros(rows, np.float32)
+    raw, w_deq = QUANTIZERS[quant](w)
+    kernel = K.matmul(chip, quant, rows, k, tokens, bias=bias)
+    assert kernel.weight_layout == ("int8" if quant == "q8_0" or not chip.has_shift else "nibbles")
+    qs, scales = host_prep.repack(quant, raw, rows, k, kernel.weight_layout)
+    got = run(kernel, qs, scales, x, b)
+    # x is kept in UB as fp16 (one rounding, docs/ascendc.md §10); the rest is fp32 summation noise
+    xh = x.astype(np.float16).astype(np.float64)
+    want = xh @ w_deq.T + b
+    bound = 1e-5 * (np.abs(xh) @ np.abs(w_deq).T + np.abs(b)) + 1e-6
+    assert np.all(np.abs(got - want) <= bound), np.max(np.abs(got - want) - bound)
+    return kernel
 
 
 @pytest.mark.parametrize("quant", ["q4_0", "q8_0"])
@@ -152,21 +168,24 @@ QUANTIZERS = {"q4_0": quantize_q4_0, "q8_0": quantize_q8_0}
 @EXAMPLES
 @given(
     rows=st.integers(1, 300),
-    groups=st.one_of(st.integers(1, 40), st.sampled_from([90, 200])),
+    groups=st.one_of(st.integers(1, 40), st.sampled_from([65, 90, 129, 200])),
+    tokens=st.one_of(st.just(1), st.integers(2, 9)),
+    bias=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
-@example(rows=37, groups=90, seed=0)  # gpt-oss K = 2880, rows not a multiple of 8
-def test_matvec(chip, quant, rows, groups, seed):
-    k = 32 * groups
-    w, x = data(seed, (rows, k), np.float32), data(seed + 1, k, np.float32)
-    raw, w_deq = QUANTIZERS[quant](w)
-    kernel = K.matvec(chip, quant, rows, k)
-    assert kernel.weight_layout == ("int8" if quant == "q8_0" or not chip.has_shift else "nibbles")
-    qs, scales = host_prep.repack(quant, raw, rows, k, kernel.weight_layout)
-    got = run(kernel, qs, scales, x)
-    want = w_deq @ x.astype(np.float64)
-    bound = 1e-5 * (np.abs(w_deq) @ np.abs(x.astype(np.float64))) + 1e-6
-    assert np.all(np.abs(got - want) <= bound), np.max(np.abs(got - want) - bound)
+@example(rows=37, groups=90, tokens=1, bias=False, seed=0)  # gpt-oss K = 2880: chunks of 64 + 26 groups
+@example(rows=24, groups=129, tokens=3, bias=True, seed=1)  # an odd last chunk (1 group) of nibbles
+def test_matmul(chip, quant, rows, groups, tokens, bias, seed):
+    check_matmul(chip, quant, rows, 32 * groups, tokens, seed, bias)
+
+
+@pytest.mark.parametrize("chip", CHIPS, ids=CHIP_IDS)
+def test_matmul_tiles_real_widths(chip):
+    """Qwen2-1.5B's ffn_down (K = n_ff 8960) and a prefill of 16 tokens: K is chunked, so every chip
+    tiles it; x of several tokens stays resident while the weights stream."""
+    kernel = check_matmul(chip, "q4_0", 40, 8960, 16, seed=3, bias=True)
+    assert kernel.tiling_value("chunkGroups") == 64 and kernel.tiling_value("tokenBlock") >= 2
+    assert K.plan_matmul(chip, "q8_0", 1536, 8960, 1)["tokenBlock"] == 1
 
 
 # ---- codegen properties --------------------------------------------------------------------------
@@ -176,8 +195,8 @@ def all_kernels(chip):
     yield K.add(chip, 100, "float16")
     yield K.rms_norm(chip, 3, 72, 1e-6, "float16")
     yield K.rope(chip, 2, 2, 64, 64, "neox")
-    yield K.matvec(chip, "q4_0", 16, 64)
-    yield K.matvec(chip, "q8_0", 16, 64)
+    yield K.matmul(chip, "q4_0", 16, 64)
+    yield K.matmul(chip, "q8_0", 16, 64, tokens=4, bias=True)
 
 
 @pytest.mark.parametrize("chip", CHIPS, ids=CHIP_IDS)
@@ -189,7 +208,7 @@ def test_generated_sources_are_clean(chip):
         assert "CopyTiling(" in src and src.startswith(f"// {kernel.name}: ")
         for banned in ("printf", "malloc", "std::", "new ", "#include <"):
             assert banned not in src, (kernel.name, banned)
-        assert ("DataCopyPad(" in src) == (chip.has_data_copy_pad and kernel.op not in ("rope", "matvec"))
+        assert ("DataCopyPad(" in src) == (chip.has_data_copy_pad and kernel.op not in ("rope", "matmul"))
         assert (
             "#ifdef LLMC_ASCEND_REAL" in kernel.host_source
             and "<<<block_dim, nullptr, stream>>>" in kernel.host_source
@@ -221,17 +240,18 @@ def test_too_wide_rows_are_refused():
         K.rms_norm(K.ASCEND_910B, 1, 40000)
 
 
-def test_matvec_k_beyond_one_pass_is_refused():
-    with pytest.raises(K.AscendCodegenError, match="k-chunked"):
-        K.matvec(K.ASCEND_310B, "q8_0", 64, 9600)
+def test_matmul_refuses_only_x_beyond_ub():
+    K.matmul(K.ASCEND_910B, "q8_0", 64, 32 * 1400)          # K = 44800: chunked, fits
+    with pytest.raises(K.AscendCodegenError, match="one token's x"):
+        K.matmul(K.ASCEND_910B, "q8_0", 64, 32 * 4000)      # 256 KB of fp16 x alone
 
 
 @pytest.mark.parametrize("chip", CHIPS, ids=CHIP_IDS)
 def test_generated_kernels_sync_scalar_reads(chip, capfd):
-    """rms_norm and matvec read vector results on the scalar unit: no missing-sync warning (the generated
+    """rms_norm and matmul read vector results on the scalar unit: no missing-sync warning (the generated
     pointwise kernels: tests/ascendc/test_pointwise.py)."""
     x = data(0, (9, 100), "float32")
     run(K.rms_norm(chip, 9, 100), x, x[0])
     qs, scales = host_prep.repack("q8_0", quantize_q8_0(data(1, (16, 64), "float32"))[0], 16, 64, "int8")
-    run(K.matvec(chip, "q8_0", 16, 64), qs, scales, x[0, :64])
+    run(K.matmul(chip, "q8_0", 16, 64), qs, scales, x[:1, :64], x[0, :16])
     assert "ascendc-emu" not in capfd.readouterr().err

@@ -32,9 +32,9 @@ def test_qwen2_on_310b(weight_type, tmp_path, oracle):
     write_qwen2(path, weight_type=weight_type)
     kernels, source = _run("qwen2", "ascend310b", path, tmp_path / "art", oracle)
     ops = {k["op"] for k in kernels.values()}
-    # the matvecs ran as AscendC kernels, and each decomposed rms_norm (310B has no RmsNorm) came back
+    # the matmuls ran as AscendC kernels, and each decomposed rms_norm (310B has no RmsNorm) came back
     # as one generated kernel: sqr, mean, scale, rsqrt, mul fused (the residual add joins the second)
-    assert {"matvec", "rope", "pw_swiglu_ee"} <= ops, ops
+    assert {"matmul", "rope", "pw_swiglu_ee"} <= ops, ops
     norms = [op for op in ops if op.startswith("pw_") and "sqr_mean_scale_rsqrt_mul" in op]
     assert len(norms) >= 2 and not ops & {"sqr", "mean", "rsqrt", "mul_rows"}, ops
     assert "llmc_ascend_" in source

@@ -80,7 +80,7 @@ def test_qwen2_ascend310b_agrees(qwen2_q8_path, oracle, tmp_path):
     assert result.manifest["codegen"]["stand_in"] is None
     ops = {k["op"] for k in result.manifest["accelerators"]["ascend310b"]["kernels"].values()}
     # swiglu and the fused norms are generated from their definitions (codegen/ascendc/pointwise.py)
-    assert {"matvec", "rope", "pw_swiglu_ee"} <= ops and any("sqr_mean_scale_rsqrt_mul" in op for op in ops), ops
+    assert {"matmul", "rope", "pw_swiglu_ee"} <= ops and any("sqr_mean_scale_rsqrt_mul" in op for op in ops), ops
     ids = fixture_tokens(_n_vocab(qwen2_q8_path), 64, seed=4)
     ours = _qemu_logits(str(out), qwen2_q8_path, ids, tmp_path / "310b.f32", batch=16)
     theirs = oracle.llama_logits(qwen2_q8_path, ids)
