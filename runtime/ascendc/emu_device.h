@@ -275,7 +275,7 @@ inline aclError aclrtSynchronizeStream(aclrtStream) {
 }
 
 // For the cost model: blocking host calls since the last reset.
-extern "C" __attribute__((used)) inline uint64_t ascendc_emu_blocking_calls(int reset) {
+extern "C" __attribute__((used, visibility("default"))) inline uint64_t ascendc_emu_blocking_calls(int reset) {
     const uint64_t n = ascendc_emu::g_heap.blocking_calls;
     if (reset) {
         ascendc_emu::g_heap.blocking_calls = 0;

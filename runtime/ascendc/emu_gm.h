@@ -151,7 +151,7 @@ inline void EndLaunch(const char *kernel, uint32_t blocks) {
 
 // The cost log for the cost model: the number of launches since the last reset, and a pointer to their
 // records (at most kMaxLaunchRecords). `reset` != 0 empties the log after reading.
-extern "C" __attribute__((used)) inline uint64_t ascendc_emu_cost(const ascendc_emu::LaunchRecord **records,
+extern "C" __attribute__((used, visibility("default"))) inline uint64_t ascendc_emu_cost(const ascendc_emu::LaunchRecord **records,
                                                                  int reset) {
     const uint64_t n = ascendc_emu::g_launch.n_records;
     if (records != nullptr) {
