@@ -232,9 +232,11 @@ inline aclError aclrtFree(void *dev) {
     return ACL_ERROR_INVALID_PARAM;
 }
 
-// Checks that each side is where `kind` says it is (device memory = a live allocation, whole copy inside).
-inline aclError aclrtMemcpy(void *dst, size_t dst_max, const void *src, size_t count, aclrtMemcpyKind kind) {
-    using namespace ascendc_emu;
+namespace ascendc_emu {
+// A copy through the device window after checking that each side is where `kind` says it is (device
+// memory = a live allocation holding the whole copy).
+inline aclError CheckedCopy(void *dst, size_t dst_max, const void *src, size_t count, aclrtMemcpyKind kind,
+                            const char *api) {
     if (count > dst_max) {
         return ACL_ERROR_INVALID_PARAM;
     }
@@ -246,13 +248,11 @@ inline aclError aclrtMemcpy(void *dst, size_t dst_max, const void *src, size_t c
     const bool src_dev = kind == ACL_MEMCPY_DEVICE_TO_HOST || kind == ACL_MEMCPY_DEVICE_TO_DEVICE;
     if (dst_dev != on_device(dst, count) || src_dev != on_device(src, count)) {
         char msg[256];
-        snprintf(msg, sizeof msg,
-                 "ascendc-emu: aclrtMemcpy of %zu bytes: kind %d does not match where dst %p and src %p are\n",
-                 count, static_cast<int>(kind), dst, src);
+        snprintf(msg, sizeof msg, "ascendc-emu: %s of %zu bytes: kind %d does not match where dst %p and src %p are\n",
+                 api, count, static_cast<int>(kind), dst, src);
         WriteStderr(msg);
         return ACL_ERROR_INVALID_PARAM;
     }
-    ++g_heap.blocking_calls;
     if (count == 0 || dst == src) {
         return ACL_SUCCESS;
     }
@@ -260,6 +260,20 @@ inline aclError aclrtMemcpy(void *dst, size_t dst_max, const void *src, size_t c
     memmove(dst, src, count);
     CloseDevice();
     return ACL_SUCCESS;
+}
+}  // namespace ascendc_emu
+
+// Blocking: the host waits for the copy (a blocking call for the cost model).
+inline aclError aclrtMemcpy(void *dst, size_t dst_max, const void *src, size_t count, aclrtMemcpyKind kind) {
+    ++ascendc_emu::g_heap.blocking_calls;
+    return ascendc_emu::CheckedCopy(dst, dst_max, src, count, kind, "aclrtMemcpy");
+}
+
+// Queued on the stream on a board; here launches and copies run at once, so it copies now (not blocking:
+// the aclrtSynchronizeStream that a board needs before touching the host side is what waits).
+inline aclError aclrtMemcpyAsync(void *dst, size_t dst_max, const void *src, size_t count, aclrtMemcpyKind kind,
+                                 aclrtStream) {
+    return ascendc_emu::CheckedCopy(dst, dst_max, src, count, kind, "aclrtMemcpyAsync");
 }
 
 // Launches run synchronously here, so a stream is a token; a sync still counts as a blocking call.
