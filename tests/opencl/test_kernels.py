@@ -206,15 +206,20 @@ def test_attention(window, sinks, T, softcap, seed):
     s = rng.standard_normal(Hq).astype(f32) if sinks else None
     dev = need_opencl()
     K, V = dev.buffer(cache_k), dev.buffer(cache_v)
-    dev.run(dev.kernel(_source(None), "kv_store_f32"), (T * Hkv * d,), ("m", K), ("m", V), ("m", dev.buffer(k_new)),
+    kv_store = dev.kernel(_source(None), "kv_store_f32")          # fills a cache from outside attention
+    K2 = dev.buffer(cache_k)
+    dev.run(kv_store, (T * Hkv * d,), ("m", K2), ("m", dev.buffer(cache_v)), ("m", dev.buffer(k_new)),
             ("m", dev.buffer(v_new)), ("l", pos * Hkv * d))
-    cache_k[pos:pos + T], cache_v[pos:pos + T] = k_new, v_new
-    np.testing.assert_array_equal(dev.read(K, cache_k.shape, np.float16), cache_k)
     out = dev.buffer(nbytes=q.nbytes)
     scores = dev.buffer(nbytes=T * Hq * n_ctx * 4)
-    dev.run(dev.kernel(_source(None), "attention_f32"), (Hq, T), ("m", out), ("m", dev.buffer(q)), ("m", K), ("m", V),
+    dev.run(dev.kernel(_source(None), "attention_f32"), (Hq, T), ("m", out), ("m", dev.buffer(q)),
+            ("m", dev.buffer(k_new)), ("m", dev.buffer(v_new)), ("m", K), ("m", V),
             ("m", None if s is None else dev.buffer(s)), ("m", scores), ("i", pos), ("i", Hq), ("i", Hkv), ("i", d),
             ("i", n_ctx), ("f", 0.25), ("i", window), ("f", softcap))
+    cache_k[pos:pos + T], cache_v[pos:pos + T] = k_new, v_new        # attention stored this step's rows
+    np.testing.assert_array_equal(dev.read(K, cache_k.shape, np.float16), cache_k)
+    np.testing.assert_array_equal(dev.read(V, cache_v.shape, np.float16), cache_v)
+    np.testing.assert_array_equal(dev.read(K2, cache_k.shape, np.float16), cache_k)
     want = reference.attention(q, cache_k[:pos + T].astype(f32), cache_v[:pos + T].astype(f32),
                                np.arange(pos, pos + T), 0.25, window, s, softcap)
     np.testing.assert_allclose(dev.read(out, want.shape), want, rtol=1e-5, atol=1e-5)
