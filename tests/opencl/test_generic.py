@@ -101,3 +101,10 @@ def test_generic_adreno_refuses_other_types_when_the_profile_says_refuse(qwen2_q
     assert not any(n.load_choice for n in result.graph.nodes())
     with pytest.raises(llmc.LlmcError, match=r"type Q8_0, which (embed|matmul) on .* does not take: .*llama-quantize --pure"):
         llmc.load(str(tmp_path / "art"), qwen2_q8_path, n_ctx=32)
+
+
+def test_run_verbose_prints_the_load_placement(generic, qwen2_q8_path, capsys):
+    from llmc.cli import main
+    assert main(["run", generic("qwen2", "adreno"), "-m", qwen2_q8_path, "-p", "Hi", "-n", "1", "-c", "32", "-v"]) == 0
+    err = capsys.readouterr().err
+    assert "placed at load (" in err and "matmul %" in err and ": cpu x2 (Q8_0: matmul on adreno takes Q4_0" in err
