@@ -101,15 +101,11 @@ class OpKernels:
 
 class AscendCEmitter(Emitter):
     kind = "ascendc"
+    host_memory = False   # aclrtMalloc memory: the host reaches it through aclrtMemcpy only
 
     def __init__(self, device: str, profile: Any = None):
         super().__init__(device, profile)
         self.chip = chip_of(device, profile)
-        if not self.chip.has_data_copy_pad:
-            # The model path keeps GM tensors at their logical sizes; 310P would need every ragged row
-            # padded on the host first (kernels.py does that for single kernels, not for whole models).
-            raise AscendCodegenError(f"{device}: whole models need DataCopyPad, which {self.chip.title} lacks; "
-                                     "310P runs single kernels only (tests/ascendc/test_kernels.py)")
         self.kernels: dict[str, AscendKernel] = {}
         self.node_kernels: dict[int, list[str]] = {}
         self.matrices: dict[int, str] = {}      # weight node -> field of its repacked planes
@@ -198,6 +194,7 @@ class AscendCEmitter(Emitter):
                 self.stage.append(f"{b._c_bytes(value_bytes(g, x))} + {b._c_bytes(value_bytes(g, n.id))}")
         slots = plan.slots if plan is not None else []
         s.includes.append("llmc_ascend.h")
+        s.pre.append(Call(f"start of a step on {self.device}", ["llmc_ascend_begin_step(m->asc);"]))
         s.fields += [f"llmc_ascend *asc;   /* {self.device}: {self.chip.title}, AscendC kernels */",
                      f"size_t asc_slot_off[{len(slots) + 1}];",
                      "float *asc_stage;   /* host staging of matmuls the CPU runs for the NPU partition */"]
@@ -317,6 +314,12 @@ class AscendCEmitter(Emitter):
     KERNELS = {Op.MATMUL: OpKernels(_matmul_needs, _matmul_call), Op.ROPE: OpKernels(_rope_needs, _rope_call),
                **dict.fromkeys(POINTWISE, OpKernels(_pointwise_needs, _pointwise_call))}
 
+    def copy(self, b, dst: int, src: int, nbytes: str) -> list[str]:
+        """A carried value lives in device memory: copied on the device, queued behind the step's launches
+        (a host memcpy there would fault on a card)."""
+        return [f"if (!llmc_ascend_copy(m->asc, {b.var(dst)}, {b.var(src)}, {nbytes}, LLMC_ASCEND_ON_DEVICE, "
+                "err, err_len)) return 0;"]
+
     def transfer(self, b, node: Node, to_device: bool) -> Call:
         src = b.graph.inputs(node.id)[0]
         size = f"(size_t)4 * (size_t)({b.numel(node.shape)})"      # f32 and i32 values
@@ -324,6 +327,11 @@ class AscendCEmitter(Emitter):
         return Call(f"{b.where(node)}  [copy {'to' if to_device else 'from'} {self.device}]",
                     [(f"if (!llmc_ascend_copy(m->asc, {b.var(node.id)}, {b.var(src)}, {size}, {direction}, "
                      "err, err_len)) return 0;")])
+
+    def copy(self, b, dst: int, src: int, nbytes: str) -> list[str]:
+        """A carried value moved on the device (aclrtMemcpy device to device, never a host memcpy)."""
+        return [f"if (!llmc_ascend_copy(m->asc, {b.var(dst)}, {b.var(src)}, {nbytes}, LLMC_ASCEND_ON_DEVICE, "
+                "err, err_len)) return 0;"]
 
     # ---- artifact files ------------------------------------------------------------------------------
     def sources(self, source: str) -> dict[str, str]:
@@ -359,11 +367,13 @@ class AscendCEmitter(Emitter):
                 recipe=SimpleNamespace(**kernel.recipe), summary=kernel.source.splitlines()[0].partition(": ")[2],
                 c_params=entry.params, fields=fields, tiling_type=f"{kernel.name} tiling",
                 args=[a.name for a in kernel.args], gm=[f"(uint8_t *){g}" for g in entry.gm],
+                key=[_key_term(p) for p in entry.params.split(",")],
                 nibbles=kernel.weight_layout == "nibbles"))
         symbol = {key: k.launch_symbol for key, k in self.kernels.items()}
         return SimpleNamespace(
             source=source, device=self.device, chip_title=self.chip.title, soc_version=_SOC[self.chip.npu_arch],
             ub_bytes=self.chip.ub_bytes, cores=self.chip.n_cores, nibbles=self.chip.has_shift,
+            has_data_copy_pad=self.chip.has_data_copy_pad,
             buffer_num=K.BUFFER_NUM, max_tile_bytes=K.MAX_TILE_BYTES, max_matmul_rows=K.MAX_MATMUL_ROWS_PER_ITER,
             max_chunk_groups=K.MAX_CHUNK_GROUPS, max_token_block=K.MAX_TOKEN_BLOCK, kernels=entries,
             has_matmul="matmul_q4_0" in symbol, matmul_q4_0=symbol.get("matmul_q4_0", ""),
@@ -380,6 +390,12 @@ class AscendCEmitter(Emitter):
         }
 
 
+def _key_term(param: str) -> str:
+    """A C parameter's part in the tiling cache key: its value, or for a pointer whether it is set."""
+    name = param.split()[-1].lstrip("*")
+    return f"{name} != nullptr" if "*" in param else name
+
+
 def _pointwise_field(f, kernel: AscendKernel) -> str:
     """The C expression of a generated kernel's tiling field in its host entry: the tile length is the
     one codegen/ascendc/pointwise.py chose; the row split is the host's Plan; the rest are
@@ -390,6 +406,8 @@ def _pointwise_field(f, kernel: AscendKernel) -> str:
         return f"p.{f.name}"
     if f.name == "n":
         return "static_cast<uint32_t>(n)"
+    if f.name == "blockAligned":
+        return "aligned ? 1u : 0u"
     if f.name.endswith("_present"):
         return f"gm_{f.name.removesuffix('_present')} != nullptr ? 1u : 0u"
     if f.name.endswith(("_stride", "_offset")):

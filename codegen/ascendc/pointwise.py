@@ -15,8 +15,12 @@ Values the same for the whole row (attributes, constants, n, per-row stages and 
 scalars and fold into the scalar forms. Only basic APIs every chip lists are used (docs/ascendc.md §2):
 tanh is 1 - 2 / (exp(2x) + 1) since 310B has no Tanh; `erf` has no vector form and is refused.
 
-Data moves with DataCopyPad (ragged tiles and unaligned offsets are routine here: slices, odd n), so the
-generator serves the chips that have it (310B, 910B); 310P keeps its host-padded hand-written kernels.
+Data moves with DataCopyPad where the chip has it (310B, 910B: ragged tiles and unaligned offsets are
+routine here: slices, odd n). 310P lacks it (docs/ascendc.md §11): a view whose rows, slice strides and
+offsets are whole 32-byte blocks (the usual case) moves with plain DataCopy on every core; any other view
+(a 4-expert router row, one float per row) runs on one core and moves through a staging block: an aligned
+DataCopy of the covering blocks, the scalar unit shifting elements into place, and read-modify-write of
+the edge blocks on the way out (one core, so no other core shares those blocks).
 Numerics: the vector unit has no double, so the plan's f64 sums are float sums of per-tile tree partials
 (ggml sums in double; the tests state the tolerance). The tiling (tile length, rows per core) is
 computed here, once, and travels in the tiling struct.
@@ -75,6 +79,8 @@ def _source(plan: KernelPlan, name: str, chip: AscendChip) -> _Source:
     fields = [("uint32_t", f"{o.name}_{f}") for o in plan.slices for f in ("stride", "offset")]
     fields += [("uint32_t", f"{o.name}_present") for o in plan.operands if o.absent is not None]
     fields += [("float", a) for a in plan.scalars]
+    if not chip.has_data_copy_pad:
+        fields.append(("uint32_t", "blockAligned"))     # 1: plain DataCopy on every core; 0: one core, staged
     temps = masks = 0
     body: list[str] = []
     ind = " " * 12
@@ -194,6 +200,54 @@ def _source(plan: KernelPlan, name: str, chip: AscendChip) -> _Source:
     return _Source(text, temps, masks, tuple(fields))
 
 
+_UNALIGNED = """\
+    // No DataCopyPad on this chip. A view that is not whole 32-byte blocks runs on one core (blockAligned 0)
+    // and moves through stage_: the covering blocks with one aligned DataCopy, elements shifted into place by
+    // the scalar unit; out, the edge blocks are read, patched and written back (no other core shares them).
+    __aicore__ inline void LoadUnaligned(const LocalTensor<float> &t, const GlobalTensor<float> &gm, uint32_t at,
+                                         uint32_t len)
+    {
+        const uint32_t lead = at % 8;
+        SetFlag<HardEvent::MTE3_MTE2>(EVENT_ID2);  // stage_'s last write-out has left
+        WaitFlag<HardEvent::MTE3_MTE2>(EVENT_ID2);
+        SetFlag<HardEvent::S_MTE2>(EVENT_ID2);     // and the scalar unit is done reading it
+        WaitFlag<HardEvent::S_MTE2>(EVENT_ID2);
+        DataCopy(stage_, gm[at - lead], (lead + len + 7) / 8 * 8);
+        SetFlag<HardEvent::MTE2_S>(EVENT_ID2);
+        WaitFlag<HardEvent::MTE2_S>(EVENT_ID2);
+        SetFlag<HardEvent::V_S>(EVENT_ID2);        // t's previous readers (vector) are done
+        WaitFlag<HardEvent::V_S>(EVENT_ID2);
+        for (uint32_t i = 0; i < len; ++i) {
+            t.SetValue(i, stage_.GetValue(lead + i));
+        }
+        SetFlag<HardEvent::S_V>(EVENT_ID2);
+        WaitFlag<HardEvent::S_V>(EVENT_ID2);
+    }
+
+    __aicore__ inline void StoreUnaligned(const GlobalTensor<float> &gm, uint32_t at, const LocalTensor<float> &t,
+                                          uint32_t len)
+    {
+        const uint32_t lead = at % 8;
+        const uint32_t span = (lead + len + 7) / 8 * 8;
+        SetFlag<HardEvent::MTE3_MTE2>(EVENT_ID2);  // earlier writes of these blocks have landed
+        WaitFlag<HardEvent::MTE3_MTE2>(EVENT_ID2);
+        SetFlag<HardEvent::S_MTE2>(EVENT_ID2);
+        WaitFlag<HardEvent::S_MTE2>(EVENT_ID2);
+        DataCopy(stage_, gm[at - lead], span);
+        SetFlag<HardEvent::MTE2_S>(EVENT_ID2);
+        WaitFlag<HardEvent::MTE2_S>(EVENT_ID2);
+        SetFlag<HardEvent::V_S>(EVENT_ID2);        // t was computed by the vector unit
+        WaitFlag<HardEvent::V_S>(EVENT_ID2);
+        for (uint32_t i = 0; i < len; ++i) {
+            stage_.SetValue(lead + i, t.GetValue(i));
+        }
+        SetFlag<HardEvent::S_MTE3>(EVENT_ID2);
+        WaitFlag<HardEvent::S_MTE3>(EVENT_ID2);
+        DataCopy(gm[at - lead], stage_, span);
+    }
+"""
+
+
 def _render(plan, name, chip, tensors, scalars_in, fields, body, temps, masks) -> str:
     cls = "Kernel" + "".join(p.capitalize() for p in name.removeprefix(PREFIX).split("_"))
     out = []
@@ -219,15 +273,22 @@ def _render(plan, name, chip, tensors, scalars_in, fields, body, temps, masks) -
             "        firstRow_ = first;", "        endRow_ = end < tiling_.rows ? end : tiling_.rows;"]
     sizes = {"elem": "tiling_.rows * tiling_.n", "col": "tiling_.n", "row": "tiling_.rows", "scalar": "1",
              "slice": None}
+    pad = chip.has_data_copy_pad
+
+    def gm_size(size: str) -> str:
+        # without DataCopyPad the edge blocks are read whole: the host's buffers are 64-byte rounded
+        return size if pad else f"({size} + 7) / 8 * 8"
     for y in plan.outputs:
         size = "tiling_.rows" if plan.per_row_out else "tiling_.rows * tiling_.n"
-        out.append(f"        {y}Gm_.SetGlobalBuffer(reinterpret_cast<__gm__ float *>({y}), {size});")
+        out.append(f"        {y}Gm_.SetGlobalBuffer(reinterpret_cast<__gm__ float *>({y}), {gm_size(size)});")
     for o in plan.operands:
         size = sizes[o.layout] or f"tiling_.rows * tiling_.{o.name}_stride"
-        out.append(f"        {o.name}Gm_.SetGlobalBuffer(reinterpret_cast<__gm__ float *>({o.name}), {size});")
+        out.append(f"        {o.name}Gm_.SetGlobalBuffer(reinterpret_cast<__gm__ float *>({o.name}), {gm_size(size)});")
     for q in [*(o.name for o in tensors), *plan.outputs]:
         out.append(f"        pipe_.InitBuffer({q}Queue_, 1, tiling_.tileLength * sizeof(float));")
     out.append(f"        pipe_.InitBuffer(scratchBuf_, {max(temps, 1)} * tiling_.tileLength * sizeof(float));")
+    if not pad:
+        out.append("        pipe_.InitBuffer(stageBuf_, (tiling_.tileLength + 8) * sizeof(float));  // unaligned views")
     if masks:
         out += ["        maskBytes_ = (tiling_.tileLength / 8 + 31) / 32 * 32;  // one bit per float, whole blocks",
                 f"        pipe_.InitBuffer(maskBuf_, {masks} * maskBytes_);"]
@@ -235,6 +296,8 @@ def _render(plan, name, chip, tensors, scalars_in, fields, body, temps, masks) -
             "        pipe_.InitBuffer(reduceBuf_, ((tiling_.tileLength / 64 + 7) / 8 * 8 + 8) * sizeof(float));",
             "    }", "", "    __aicore__ inline void Process()", "    {",
             "        scratch_ = scratchBuf_.Get<float>();"]
+    if not pad:
+        out.append("        stage_ = stageBuf_.Get<float>();")
     if masks:
         out.append("        mask_ = maskBuf_.Get<uint8_t>();")
     out += ["        reduced_ = reduceBuf_.Get<float>();",
@@ -245,8 +308,13 @@ def _render(plan, name, chip, tensors, scalars_in, fields, body, temps, masks) -
         src = f"{o.name}Gm_[{_gm_offset(o, 'col')}]"
         out += [f"    __aicore__ inline void Load{o.name}(uint32_t row, uint32_t col, int32_t len)", "    {",
                 f"        LocalTensor<float> t = {o.name}Queue_.AllocTensor<float>();"]
-        copy = [f"DataCopyExtParams params{{1, static_cast<uint32_t>(len * sizeof(float)), 0, 0, 0}};",
-                "DataCopyPadExtParams<float> pad{false, 0, 0, 0};", f"DataCopyPad(t, {src}, params, pad);"]
+        if chip.has_data_copy_pad:
+            copy = [f"DataCopyExtParams params{{1, static_cast<uint32_t>(len * sizeof(float)), 0, 0, 0}};",
+                    "DataCopyPadExtParams<float> pad{false, 0, 0, 0};", f"DataCopyPad(t, {src}, params, pad);"]
+        else:   # no DataCopyPad: whole blocks straight, other views through the staging block
+            at = _gm_offset(o, "col")
+            copy = ["if (tiling_.blockAligned) {", f"    DataCopy(t, {src}, static_cast<uint32_t>(len));",
+                    "} else {", f"    LoadUnaligned(t, {o.name}Gm_, {at}, static_cast<uint32_t>(len));", "}"]
         if o.absent is not None:
             out += [f"        if (tiling_.{o.name}_present) {{", *("            " + c for c in copy),
                     "        } else {", f"            Duplicate(t, {literal(o.absent)}, len);", "        }"]
@@ -255,11 +323,18 @@ def _render(plan, name, chip, tensors, scalars_in, fields, body, temps, masks) -
         out += [f"        {o.name}Queue_.EnQue(t);", "    }", ""]
     for y in plan.outputs:
         dst = f"{y}Gm_[row]" if plan.per_row_out else f"{y}Gm_[row * tiling_.n + col]"
+        at = "row" if plan.per_row_out else "row * tiling_.n + col"
+        copy = (["        DataCopyExtParams params{1, static_cast<uint32_t>(len * sizeof(float)), 0, 0, 0};",
+                 f"        DataCopyPad({dst}, t, params);"] if pad
+                else ["        if (tiling_.blockAligned) {", f"            DataCopy({dst}, t, static_cast<uint32_t>(len));",
+                      "        } else {", f"            StoreUnaligned({y}Gm_, {at}, t, static_cast<uint32_t>(len));",
+                      "        }"])
         out += [f"    __aicore__ inline void Store{y}(uint32_t row, uint32_t col, int32_t len)", "    {",
                 f"        LocalTensor<float> t = {y}Queue_.DeQue<float>();",
-                "        DataCopyExtParams params{1, static_cast<uint32_t>(len * sizeof(float)), 0, 0, 0};",
-                f"        DataCopyPad({dst}, t, params);", f"        {y}Queue_.FreeTensor(t);",
+                *copy, f"        {y}Queue_.FreeTensor(t);",
                 "        (void)col;" if plan.per_row_out else "", "    }", ""]
+    if not pad:
+        out += _UNALIGNED.splitlines()
     out += ["    TPipe pipe_;"]
     out += [f"    TQue<TPosition::VECIN, 1> {o.name}Queue_;" for o in tensors]
     out += [f"    TQue<TPosition::VECOUT, 1> {y}Queue_;" for y in plan.outputs]
@@ -267,6 +342,8 @@ def _render(plan, name, chip, tensors, scalars_in, fields, body, temps, masks) -
     if masks:
         out += ["    TBuf<TPosition::VECCALC> maskBuf_;", "    LocalTensor<uint8_t> mask_;", "    uint32_t maskBytes_ = 0;"]
     out += ["    LocalTensor<float> scratch_;", "    LocalTensor<float> reduced_;", "    LocalTensor<float> reduceWork_;"]
+    if not pad:
+        out += ["    TBuf<TPosition::VECCALC> stageBuf_;", "    LocalTensor<float> stage_;"]
     out += [f"    GlobalTensor<float> {a}Gm_;" for a in gm_args]
     out += [f"    {cls}Tiling tiling_;", "    uint32_t firstRow_ = 0;", "    uint32_t endRow_ = 0;", "};", "",
             f'extern "C" __global__ __aicore__ void {name}({", ".join(f"GM_ADDR {a}" for a in gm_args)}, '
@@ -279,13 +356,21 @@ def tile_length(chip: AscendChip, n: int, source: _Source, plan: KernelPlan, max
     """Floats per tile: as long as the row (rounded to whole repeats) and the UB allow, at most MAX_TILE.
     UB per tile float: 4 B for each input and output queue and scratch tile, 1/8 B per mask."""
     queues = sum(_is_tensor(o.layout) for o in plan.operands) + len(plan.outputs)
-    per_float = 4 * (queues + max(source.temps, 1)) + source.masks / 8 + 4 / LANES
-    fixed = 2 * 32 + 8 * 4 + 32 * source.masks      # reduce result block, rounding of each mask
+    stage = 0 if chip.has_data_copy_pad else 1     # the staging tile of unaligned views (no DataCopyPad)
+    per_float = 4 * (queues + max(source.temps, 1) + stage) + source.masks / 8 + 4 / LANES
+    fixed = 2 * 32 + 8 * 4 + 32 * source.masks + 32 * stage   # reduce result block, rounding of each mask
     fit = int((chip.ub_bytes - fixed) // per_float) // LANES * LANES
     if fit < LANES:
         raise AscendCodegenError(f"{plan.name}: {queues} queues and {source.temps} scratch tiles leave no "
                                  f"{LANES}-float tile in {chip.title}'s {chip.ub_bytes} B of UB")
     return max(LANES, min(fit, max_tile, _round_up(n, LANES)))
+
+
+def block_aligned(plan: KernelPlan, n: int, slices: dict[str, tuple[int, int]]) -> bool:
+    """Every row, slice stride and offset of the view is whole 32-byte blocks (chips without DataCopyPad
+    move such views with plain DataCopy on every core)."""
+    ends = [n] + [v for o in plan.slices for v in slices[o.name]]
+    return not plan.per_row_out and all(v % BLOCK == 0 for v in ends)
 
 
 def kernel(plan: KernelPlan, chip: AscendChip, rows: int, n: int, scalars: dict[str, float] | None = None,
@@ -294,9 +379,6 @@ def kernel(plan: KernelPlan, chip: AscendChip, rows: int, n: int, scalars: dict[
     """The AscendC kernel of `plan` for one chip over a (rows, n) view. scalars: the plan's float
     parameters; slices: slice operand -> (row stride, offset); present: nullable operand -> given;
     max_tile: a lower tile cap (a multiple of 64) makes short rows span several tiles (tests)."""
-    if not chip.has_data_copy_pad:
-        raise AscendCodegenError(f"{plan.name}: generated pointwise kernels move ragged tiles with DataCopyPad, "
-                                 f"which {chip.title} lacks")
     why = supports(plan)
     if why:
         raise Unsupported(f"{plan.name}: {why}")
@@ -306,7 +388,8 @@ def kernel(plan: KernelPlan, chip: AscendChip, rows: int, n: int, scalars: dict[
     name = PREFIX + plan.name
     src = _source(plan, name, chip)
     tile = tile_length(chip, n, src, plan, max_tile)
-    rows_per_core = _ceil_div(rows, chip.n_cores)
+    aligned = block_aligned(plan, n, slices)
+    rows_per_core = _ceil_div(rows, chip.n_cores if chip.has_data_copy_pad or aligned else 1)
     block_dim = _ceil_div(rows, rows_per_core)
     values = {"rows": rows, "n": n, "tileLength": tile, "rowsPerCore": rows_per_core}
     for o in plan.slices:
@@ -315,17 +398,26 @@ def kernel(plan: KernelPlan, chip: AscendChip, rows: int, n: int, scalars: dict[
         if o.absent is not None:
             values[f"{o.name}_present"] = int(present.get(o.name, True))
     values.update(scalars)
+    values["blockAligned"] = int(aligned)
     fields = [TilingField(f, "uint32_t", values[f]) for f in ("rows", "n", "tileLength", "rowsPerCore")]
     fields += [TilingField(f, c, values[f]) for c, f in src.fields]
     shape = {"elem": (rows, n), "col": (n,), "row": (rows,), "scalar": (1,)}
-    args = [KernelArg(y, "float32", (rows,) if plan.per_row_out else (rows, n),
-                      (rows,) if plan.per_row_out else (rows, n), output=True) for y in plan.outputs]
+
+    def device(s: tuple[int, ...]) -> tuple[int, ...]:
+        # without DataCopyPad edge blocks move whole: room for a whole last block (the model's host rounds
+        # every device buffer to 64 bytes)
+        if chip.has_data_copy_pad or (s[0] * s[-1]) % BLOCK == 0:
+            return s
+        return (_round_up(s[0], BLOCK),) if len(s) == 1 else (s[0] + _ceil_div(BLOCK, s[1]), s[1])
+    out_shape = (rows,) if plan.per_row_out else (rows, n)
+    args = [KernelArg(y, "float32", out_shape, device(out_shape), output=True) for y in plan.outputs]
     for o in plan.operands:
         s = shape.get(o.layout) or (rows, slices[o.name][0])
-        args.append(KernelArg(o.name, "float32", s, s))
+        args.append(KernelArg(o.name, "float32", s, device(s)))
     # the launcher fills outputs first in argument order; inputs follow (runtime/ascendc/launch.py)
     host_spec = dict(name=name, chip_title=chip.title, npu_arch=chip.npu_arch,
                      launch_symbol="llmc_launch_" + name.removeprefix("llmc_"), args=tuple(args))
     host = _ENV.get_template("launch_host.cpp.j2").render(k=SimpleNamespace(**host_spec))
     return AscendKernel(name, plan.name, chip, src.text, host, tuple(args), tuple(fields), block_dim,
-                        recipe={"family": "pointwise", "temps": src.temps, "masks": src.masks})
+                        recipe={"family": "pointwise", "temps": src.temps, "masks": src.masks,
+                                "per_row_out": plan.per_row_out})

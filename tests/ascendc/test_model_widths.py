@@ -42,7 +42,7 @@ def _agrees(arch, target, gguf, out_dir, oracle):
     return result
 
 
-@pytest.mark.parametrize("target", ["ascend310b", "ascend910b"])
+@pytest.mark.parametrize("target", ["ascend310b", "ascend310p", "ascend910b"])
 @pytest.mark.parametrize("weight_type", ["Q8_0", "Q4_0"])
 def test_qwen2_1_5b_layer(target, weight_type, layer_file, tmp_path, oracle):
     result = _agrees("qwen2", target, layer_file("qwen2-1.5b", weight_type), tmp_path, oracle)
@@ -50,7 +50,7 @@ def test_qwen2_1_5b_layer(target, weight_type, layer_file, tmp_path, oracle):
     assert "matmul" in ops, ops
 
 
-@pytest.mark.parametrize("target", ["ascend310b", "ascend910b"])
+@pytest.mark.parametrize("target", ["ascend310b", "ascend310p", "ascend910b"])
 def test_gpt_oss_20b_layer(target, layer_file, tmp_path, oracle):
     """Attention, q/k/v/o and the lm head in Q8_0 at n_embd 2880; the MXFP4 experts run on the CPU, and
     the compile report says why (no AscendC MoE kernel; CANN has no MXFP4 either)."""

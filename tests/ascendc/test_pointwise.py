@@ -1,7 +1,8 @@
 """Generated AscendC pointwise kernels (codegen/ascendc/pointwise.py) against their definitions.
 
-Every op of ir/pointwise.py that the generator covers runs on the emulator for each chip with DataCopyPad
-(310B, 910B) and is compared with `evaluate` of its definition (numpy, sums in double). Tolerances: the
+Every op of ir/pointwise.py that the generator covers runs on the emulator for each chip (310B and 910B
+with DataCopyPad; 310P without it, where rows that are not whole 32-byte blocks take the staged one-core
+path) and is compared with `evaluate` of its definition (numpy, sums in double). Tolerances: the
 vector unit sums in float (per-tile tree partials), so row ops allow rtol 2e-5 + atol 2e-6 (n <= 700);
 elementwise ops built from one rounding per instruction allow rtol 1e-5 + atol 1e-6 (tanh is
 1 - 2 / (exp(2x) + 1): absolute, not relative, error near 0); gelu reads an f16 table, so a tanh
@@ -21,7 +22,7 @@ from llmc.codegen.core.pointwise import lower
 from llmc.ir import pointwise as P
 from llmc.runtime.ascendc.launch import run
 
-CHIPS = [K.ASCEND_310B, K.ASCEND_910B]
+CHIPS = [K.ASCEND_310B, K.ASCEND_310P, K.ASCEND_910B]
 EXAMPLES = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROW_OPS = {name for name, p in P.OPS.items() if p.reduces}
 # second inputs read as one vector for every row; the rest per element
@@ -147,9 +148,20 @@ def test_fused_chain_uses_only_basic_apis_and_one_kernel():
     assert "ReduceSum(" in src
 
 
-def test_310p_and_erf_are_refused():
-    with pytest.raises(K.AscendCodegenError, match="DataCopyPad"):
-        AP.kernel(_plan("add"), K.ASCEND_310P, 1, 8)
+def test_310p_copies_whole_blocks_on_every_core_and_stages_the_rest_on_one():
+    """310P has no DataCopyPad: rows of whole 32-byte blocks split over the cores with plain DataCopy;
+    a ragged row (n = 4, a 4-expert router) runs on one core through the staging block, and its
+    neighbours in GM keep their values (read-modify-write of the edge blocks)."""
+    plan = _plan("softmax")
+    aligned, ragged = AP.kernel(plan, K.ASCEND_310P, 16, 64), AP.kernel(plan, K.ASCEND_310P, 16, 4)
+    assert "DataCopyPad(" not in aligned.source and aligned.source == ragged.source
+    assert aligned.block_dim == 8 and aligned.tiling_value("blockAligned") == 1
+    assert ragged.block_dim == 1 and ragged.tiling_value("blockAligned") == 0
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    _close(run(ragged, x), P.evaluate(P.OPS["softmax"].expr, {"x": x}, {}), "softmax")
+
+
+def test_erf_is_refused():
     plan = lower("pw_gelu_erf", P.OPS["gelu_erf"].expr, {"x": "elem"})
     with pytest.raises(AP.Unsupported, match="erf"):
         AP.kernel(plan, K.ASCEND_310B, 1, 8)
@@ -167,7 +179,7 @@ def test_pipeline_fused_kernel_matches_the_unfused_chain(graph, gid):
     members run one by one (tolerance as tests/compiler/passes/test_fuse_pointwise.py)."""
     from tests.compiler.passes.test_fuse_pointwise import ENV, chain_case, check_outputs
     k, rows, n, args, values = chain_case(graph, gid)
-    chip = K.ASCEND_310B if graph.node(gid).device == "ascend310b" else K.ASCEND_910B
+    chip = K.CHIPS[graph.node(gid).device.removeprefix("ascend")]
     kernel = AP.kernel(k.plan, chip, rows, n, scalars={a: float(k.scalars[a].eval(ENV)) for a in k.plan.scalars},
                        max_tile=64)
     ins = [args[o.name].reshape(a.shape) for o, a in zip(k.plan.operands, [a for a in kernel.args if not a.output])]
