@@ -80,8 +80,10 @@ def test_generic_adreno_places_matmuls_by_the_files_types(generic, qwen2_q8_path
     """Adreno's matmuls take Q4_0: on a Q8_0 file the load sends them to the CPU and says why (the
     re-quantize hint); on a Q4_0 file they stay on the device. The compile's report says they wait."""
     art = generic("qwen2", "adreno")
-    summary = report.summary(read_manifest(art))
+    manifest = read_manifest(art)
+    summary, table = report.summary(manifest), report.explain(manifest)
     assert "decided at load matmul" in summary and "else cpu" in summary
+    assert "decided at load: here for Q4_0 weights, else cpu" in table
     q8 = [p for p in llmc.load(art, qwen2_q8_path, n_ctx=32).placement if p.node.startswith("matmul")]
     assert q8 and all(p.on_device == 0 and p.on_fallback > 0 and p.fallback == "cpu" for p in q8)
     assert all(p.fallback_types == "Q8_0" and "llama-quantize --pure" in p.reason for p in q8)
