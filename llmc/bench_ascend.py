@@ -82,7 +82,9 @@ def _scaled(step: C.Log, chip: C.ChipCost, n_layer: int, layers: int | None
     start, length = period
     layer = step.launches[start:start + length]
     kernels = sum(C.launch_seconds(x, chip) for x in layer)
-    blocking = step.blocking_calls * length / max(1, len(step.launches))   # the layer's share, by launches
+    # the host's blocking calls from the layer's first launch to the next layer's first
+    end = step.launches[start + length].blocking_before if start + length < len(step.launches) else step.blocking_calls
+    blocking = end - layer[0].blocking_before
     per_layer = kernels + blocking * chip.blocking_call_us * 1e-6
     extra = layers - n_layer
     return (est.seconds + extra * per_layer, est.gm_bytes + extra * sum(x.gm_bytes for x in layer), est,
@@ -99,17 +101,24 @@ def report(model, artifact: str, gguf: str, n_prompt: int, n_gen: int, depth: in
     wbytes, n_layer = weight_bytes(gguf, layers)
     what = f"{layers or n_layer} layers" + (f" (the file has {n_layer})" if layers and layers != n_layer else "")
     print(f"estimated on {chip.name} by the cost model (runtime/ascendc/cost.py), {what}:")
-    if n_prompt:
+    def at_depth() -> None:
         model.engine.reset()
         for start in range(0, depth, chunk):
             model.engine.forward(ids[start:min(depth, start + chunk)], False)
+
+    # Each measurement follows a warm-up of the same shape: tilings are planned and uploaded once per
+    # shape (docs/ascendc.md §12), so the first step of a shape is not the steady state.
+    if n_prompt:
+        at_depth()
+        model.engine.forward(ids[depth:depth + n_prompt], False)
+        at_depth()
         seconds, _, est, how = _scaled(_step(model, log, ids[depth:depth + n_prompt]), chip, n_layer, layers)
         print(f"  prefill {n_prompt / seconds:.1f} tok/s ({n_prompt} tokens in one step{how}; the logged step: "
               f"{est.launches} launches, {est.blocking_calls} blocking calls, {est.gm_bytes / 1e6:.1f} MB GM)")
     if n_gen:
-        model.engine.reset()
-        for start in range(0, depth, chunk):
-            model.engine.forward(ids[start:min(depth, start + chunk)], False)
+        at_depth()
+        model.engine.forward(ids[depth:depth + 1], False)   # warm-up token; decode then runs from depth + 1
+        depth += 1
         total = traffic = 0.0
         steps = []
         for k in range(n_gen):
@@ -120,7 +129,7 @@ def report(model, artifact: str, gguf: str, n_prompt: int, n_gen: int, depth: in
             steps.append(est)
         bw = chip.bandwidth_gbps * 1e9
         bound, npu_bound = bw / wbytes, bw * n_gen / traffic
-        print(f"  decode {n_gen / total:.1f} tok/s ({n_gen} tokens{how}; per token as logged: {steps[0].per(1)})")
+        print(f"  decode {n_gen / total:.1f} tok/s ({n_gen} tokens{how}; per token as logged: {steps[-1].per(1)})")
         print(f"  memory-bandwidth bound of the whole model: decode {bound:.1f} tok/s ({wbytes / 1e6:.1f} MB of "
               f"weights per token at {chip.bandwidth_gbps:.0f} GB/s); the estimate is {n_gen / total / bound:.0%} of it")
         print(f"  bound of the NPU kernels' own traffic: {npu_bound:.1f} tok/s ({traffic / n_gen / 1e6:.1f} MB GM "

@@ -34,6 +34,7 @@ typedef struct {
     uint32_t blocks;
     uint32_t pad;
     uint64_t gm_in, gm_out, max_block_gm, max_block_vector_repeats, max_block_scalar_accesses, max_block_waits;
+    uint64_t blocking_before;
 } LaunchRecord;
 uint64_t ascendc_emu_cost(const LaunchRecord **records, int reset);
 uint64_t ascendc_emu_blocking_calls(int reset);
@@ -82,6 +83,7 @@ class Launch:
     max_block_repeats: int
     max_block_scalar: int
     max_block_waits: int
+    blocking_before: int = 0     # the step's blocking host calls before this launch
 
 
 @dataclass
@@ -109,7 +111,8 @@ class CostLog:
         for i in range(kept):
             r = ptr[0][i]
             out.append(Launch(self.ffi.string(r.kernel).decode(), r.blocks, r.gm_in + r.gm_out, r.max_block_gm,
-                              r.max_block_vector_repeats, r.max_block_scalar_accesses, r.max_block_waits))
+                              r.max_block_vector_repeats, r.max_block_scalar_accesses, r.max_block_waits,
+                              r.blocking_before))
         return Log(out, blocking, n - kept)
 
 

@@ -51,6 +51,10 @@ inline DeviceHeap g_heap;
 
 inline size_t PageBytes() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
 
+// What aclrtMalloc really hands out for `size` bytes: the size rounded up to 32 bytes plus 32 more (CANN
+// aclrtMalloc documentation). A kernel may touch those bytes on a chip, so the GM bounds are these.
+inline size_t AclAllocBytes(size_t size) { return (size + 31) / 32 * 32 + 32; }
+
 inline const GmRange *FindRange(const void *p) {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     for (size_t i = g_heap.n_ranges; i-- > 0;) {   // newest first: scoped host buffers sit at the end
@@ -152,12 +156,13 @@ inline GmRange *AddRange(uintptr_t base, size_t bytes, bool device) {
     return &g_heap.ranges[g_heap.n_ranges++];
 }
 
-// Host buffers a single-kernel launch passes as GM (runtime/ascendc/launch.py), known for its duration.
+// Host buffers a single-kernel launch passes as GM (runtime/ascendc/launch.py), known for its duration
+// with the size aclrtMalloc would give them on a board (the launcher allocates them that large).
 class GmScope {
 public:
     GmScope(const void *const *ptrs, const size_t *bytes, int n) : n_(n) {
         for (int i = 0; i < n && i < 16; ++i) {
-            ranges_[i] = AddRange(reinterpret_cast<uintptr_t>(ptrs[i]), bytes[i], false);
+            ranges_[i] = AddRange(reinterpret_cast<uintptr_t>(ptrs[i]), AclAllocBytes(bytes[i]), false);
         }
     }
     ~GmScope() {
@@ -198,12 +203,13 @@ inline aclError aclrtMalloc(void **dev, size_t size, aclrtMemMallocPolicy) {
         return ACL_ERROR_BAD_ALLOC;
     }
     const size_t page = PageBytes();
-    const size_t rounded = ((size ? size : 1) + page - 1) / page * page;
-    if (g_heap.used + rounded > g_heap.reserved) {
+    const size_t real = AclAllocBytes(size);
+    const size_t rounded = (real + page - 1) / page * page;
+    if (size == 0 || g_heap.used + rounded > g_heap.reserved) {
         return ACL_ERROR_BAD_ALLOC;
     }
     uint8_t *p = g_heap.base + g_heap.used;
-    if (AddRange(reinterpret_cast<uintptr_t>(p), size, true) == nullptr) {
+    if (AddRange(reinterpret_cast<uintptr_t>(p), real, true) == nullptr) {
         return ACL_ERROR_BAD_ALLOC;
     }
     g_heap.used += rounded;
@@ -221,7 +227,7 @@ inline aclError aclrtFree(void *dev) {
         if (r.live && r.device && r.base == reinterpret_cast<uintptr_t>(dev)) {
             r.live = false;
             const size_t page = PageBytes();
-            const size_t rounded = ((r.bytes ? r.bytes : 1) + page - 1) / page * page;
+            const size_t rounded = (r.bytes + page - 1) / page * page;
             madvise(dev, rounded, MADV_DONTNEED);   // give the pages back; the range stays reserved
             if (reinterpret_cast<uint8_t *>(dev) + rounded == g_heap.base + g_heap.used) {
                 g_heap.used -= rounded;             // the newest allocation: the bump pointer steps back

@@ -38,6 +38,7 @@ struct LaunchRecord {
     uint64_t max_block_vector_repeats;
     uint64_t max_block_scalar_accesses;
     uint64_t max_block_waits;
+    uint64_t blocking_before;                   // host blocking calls counted before this launch (emu_device.h)
 };
 
 constexpr size_t kMaxLaunchRecords = 1u << 17;
@@ -143,6 +144,7 @@ inline void EndLaunch(const char *kernel, uint32_t blocks) {
         r.max_block_vector_repeats = g_launch.max.vector_repeats;
         r.max_block_scalar_accesses = g_launch.max.scalar_accesses;
         r.max_block_waits = g_launch.max.waits;
+        r.blocking_before = g_heap.blocking_calls;
     }
     ++g_launch.n_records;
 }

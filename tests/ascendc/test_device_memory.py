@@ -92,7 +92,7 @@ def test_host_access_to_device_memory_faults_loudly(program, mode):
     done = _run(program, mode)
     assert done.returncode == -signal.SIGSEGV, (done.returncode, done.stderr)
     assert "ascendc-emu: host code touched device memory" in done.stderr
-    assert re.search(r"byte (16|12) of a 256-byte aclrtMalloc allocation", done.stderr), done.stderr
+    assert re.search(r"byte (16|12) of a 288-byte aclrtMalloc allocation", done.stderr), done.stderr
 
 
 def test_acl_memcpy_and_kernels_reach_device_memory(program):
