@@ -27,6 +27,7 @@ from llmc.compiler.plan_memory import value_bytes
 from llmc.ir.graph import Node
 from llmc.ir.ops import POINTWISE, Op
 
+from . import emit_attention as EA
 from . import kernels as K
 from . import pointwise as AP
 from .kernels import AscendChip, AscendCodegenError, AscendKernel
@@ -53,15 +54,16 @@ ENTRIES: dict[str, Entry] = {
                   "long heads, long head_dim, long n_dims, int neox", ("x", "cos_table", "sin_table", "y")),
     "matmul_q4_0": Entry(lambda c: K.matmul(c, "q4_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
     "matmul_q8_0": Entry(lambda c: K.matmul(c, "q8_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
+    **{key: Entry(EA.BUILD[key], params, gm) for key, (params, gm) in EA.ENTRY_PARAMS.items()},
 }
 # Pointwise ops and fused chains get entries generated from their plans (AscendCEmitter._generated).
 # Tiling fields the host computes outside the family's plan (kernels.py TilingField names -> C).
-_EXTRA_FIELDS: dict[str, str] = {"hasBias": "bias != nullptr ? 1u : 0u"}
+_EXTRA_FIELDS: dict[str, str] = {"hasBias": "bias != nullptr ? 1u : 0u", **EA.EXTRA_FIELDS}
 _PLAN_FIELDS = {
     "totalLength", "tileLength", "numTiles", "tilesPerCore", "rows", "cols", "colsAligned", "rowStride",
     "rowsPerCore", "rowsPerIter", "workBytes", "tokens", "heads", "headDim", "rowWidth", "nDims", "neox",
     "tokensPerCore", "k", "groups", "groupsAligned", "qsStride", "chunkGroups", "chunkBytes", "chunkScales",
-    "tokenBlock",
+    "tokenBlock", *EA.PLAN_FIELDS,
 }
 
 
@@ -101,6 +103,7 @@ class OpKernels:
 
 class AscendCEmitter(Emitter):
     kind = "ascendc"
+    multi_seq_attention = True      # the attention kernel reads each token's (sequence, position)
 
     def __init__(self, device: str, profile: Any = None):
         super().__init__(device, profile)
@@ -211,6 +214,7 @@ class AscendCEmitter(Emitter):
             "    m->asc_stage = llmc_aligned_alloc(bytes);",
             '    if (!m->asc_stage) { llmc_fail(err, err_len, "out of memory"); goto fail; }', "}"]
         s.load_lines += load + stage
+        EA.setup(self, b, mine)                 # KV caches and the step's (sequence, position) rows
         s.free_lines += ["llmc_ascend_close(m->asc);", "free(m->asc_stage);"]
         s.free_lines += [f"free(m->{f});" for nid, f in {**self.matrices, **self.vectors}.items()
                          if g.node(nid).region == "layer"]
@@ -305,12 +309,18 @@ class AscendCEmitter(Emitter):
              f".beta_fast = (float)({b.c(a['beta_fast'])}), .beta_slow = (float)({b.c(a['beta_slow'])}), "
              f".n_ctx_orig = {b.ci(a['n_ctx_orig'])} }}")
         shape = n.shape
+        # the tables are made on the host: read the step's positions there (in_pos) rather than back from
+        # the device copy, when that copy is of the positions input
+        src = g.inputs(pos)[0] if g.node(pos).op is Op.TRANSFER else None
+        on_host = src is not None and g.node(src).op is Op.POSITIONS
+        positions = "in_pos, 1" if on_host else f"{b.var(pos)}, 0"
         return Call(where, ["{", f"    const llmc_ascend_rope rp = {p};",
-                            (f"    if (!llmc_ascend_rope_f32(m->asc, {b.var(n.id)}, {b.var(x)}, {b.var(pos)}, "
+                            (f"    if (!llmc_ascend_rope_f32(m->asc, {b.var(n.id)}, {b.var(x)}, {positions}, "
                              f"{b.ci(shape[0])}, {b.ci(shape[1])}, {b.ci(shape[2])}, &rp, err, err_len)) return 0;"),
                             "}"])
 
     KERNELS = {Op.MATMUL: OpKernels(_matmul_needs, _matmul_call), Op.ROPE: OpKernels(_rope_needs, _rope_call),
+               Op.ATTENTION: OpKernels(EA.needs, EA.call),
                **dict.fromkeys(POINTWISE, OpKernels(_pointwise_needs, _pointwise_call))}
 
     def copy(self, b, dst: int, src: int, nbytes: str) -> list[str]:
@@ -320,7 +330,12 @@ class AscendCEmitter(Emitter):
                 "err, err_len)) return 0;"]
 
     def transfer(self, b, node: Node, to_device: bool) -> Call:
-        src = b.graph.inputs(node.id)[0]
+        g = b.graph
+        src = g.inputs(node.id)[0]
+        if to_device and g.node(src).op is Op.POSITIONS and all(g.node(u).op is Op.ROPE for u in g.users(node.id)):
+            # only ropes read it, and they make their tables from the host's positions (_rope_call)
+            return Call(f"{b.where(node)}  [not copied: the ropes on {self.device} read in_pos on the host]",
+                        [f"(void){b.var(node.id)};"])
         size = f"(size_t)4 * (size_t)({b.numel(node.shape)})"      # f32 and i32 values
         direction = "LLMC_ASCEND_TO_DEVICE" if to_device else "LLMC_ASCEND_TO_HOST"
         return Call(f"{b.where(node)}  [copy {'to' if to_device else 'from'} {self.device}]",
