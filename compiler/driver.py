@@ -30,6 +30,7 @@ from .passes.partition_graph import PartitionContext, partition_graph
 from .plan_memory import MemoryPlan, plan_memory
 
 FORMAT_VERSION = 1
+GROUPED_MATMULS = ("c", "opencl")       # codegen kinds that run a matmul group as one call
 
 
 @dataclass
@@ -58,7 +59,8 @@ def pipeline(profile: DeviceProfile, profiles: dict[str, DeviceProfile],
         ("decompose_ops", lambda g: decompose_ops(g, profile, context)),
         ("partition_graph", lambda g: partition_graph(g, profile, profiles, context)),
         ("insert_transfers", insert_transfers),
-        ("group_matmuls", group_matmuls),
+        ("group_matmuls", lambda g: group_matmuls(g, lambda dev: dev in profiles
+                                                  and profiles[dev].codegen in GROUPED_MATMULS)),
         ("fuse_pointwise", lambda g: fuse_pointwise(g, lambda dev: dev in profiles and profiles[dev].pointwise)),
     ]
 
@@ -228,6 +230,9 @@ def _op_json(graph: Graph, n) -> dict:
         j["transfer"] = {"src": n.attrs["src"].value, "dst": n.attrs["dst"].value}
     if n.fused is not None:
         j["fused"] = {"group": n.fused.group, "stored": n.fused.stored}
+    if n.load_choice is not None:
+        j["load_choice"] = {"types": list(n.load_choice.types), "fallback": n.load_choice.fallback,
+                            "reason": n.load_choice.reason}
     return j
 
 

@@ -67,7 +67,17 @@ def summary(manifest: dict) -> str:
         where = ", ".join(f"%{o['id']}{' ' + o['label'] if o['label'] else ''}" for o in nodes[:4])
         more = f" +{len(nodes) - 4}" if len(nodes) > 4 else ""
         lines.append(f"  fallback {op} -> {device} ({where}{more}): {why}")
-    if not f["fallbacks"] and not f["decomposed"]:
+    waiting = defaultdict(list)
+    for o in manifest["ops"]:
+        if o.get("load_choice"):
+            c = o["load_choice"]
+            waiting[(o["op"], o["device"], "/".join(c["types"]), c["fallback"], c["reason"])].append(o)
+    for (op, device, types, fallback, why), nodes in waiting.items():
+        where = ", ".join(f"%{o['id']}{' ' + o['label'] if o['label'] else ''}" for o in nodes[:4])
+        more = f" +{len(nodes) - 4}" if len(nodes) > 4 else ""
+        lines.append(f"  decided at load {op} ({where}{more}): {device} for {types} weights, else {fallback} "
+                     f"({why})")
+    if not f["fallbacks"] and not f["decomposed"] and not waiting:
         lines.append(f"  every op runs natively on {target}")
     for gid, members in fused_groups(manifest).items():
         chain = " + ".join(o["op"] for o in members)
@@ -128,6 +138,9 @@ def explain(manifest: dict) -> str:
         if o["op"] in ("weight",):
             continue
         why = o.get("fallback") or o.get("placement_note") or ""
+        if o.get("load_choice"):
+            c = o["load_choice"]
+            why = f"decided at load: here for {'/'.join(c['types'])} weights, else {c['fallback']}"
         if o.get("decomposed_from"):
             why = "decomposed from " + o["decomposed_from"].split(":")[0]
         if o["op"] == "transfer":

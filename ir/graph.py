@@ -30,6 +30,16 @@ class Fused:
 
 
 @dataclass(frozen=True)
+class LoadChoice:
+    """A placement that waits for the weights file (partition_graph, compiled without one): the node runs on
+    its `device` for a layer whose weight type is in `types`, else on `fallback` (the host), `reason` saying
+    why; the artifact generates both paths and the runtime picks per layer at load."""
+    types: tuple[str, ...]
+    fallback: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Node:
     id: int
     op: Op
@@ -46,6 +56,7 @@ class Node:
     decomposed_from: str = ""       # decompose_ops: the composite it came from, and why
     matmul_group: int | None = None  # group_matmuls: the first member of its matmul group
     fused: Fused | None = None      # fuse_pointwise
+    load_choice: LoadChoice | None = None  # partition_graph without a GGUF file: device or fallback, per weight type
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,8 @@ class Graph:
             dev = f" @{n.device}" if n.device else ""
             notes = [f"{k}={v}" for k, v in (("placement", n.placement), ("fallback_from", n.fallback_from),
                                              ("decomposed_from", n.decomposed_from),
-                                             ("matmul_group", n.matmul_group), ("fused", n.fused)) if v]
+                                             ("matmul_group", n.matmul_group), ("fused", n.fused),
+                                             ("load_choice", n.load_choice)) if v]
             lines.append(f"[{n.region}] %{n.id} = {n.op.value}({ins}) {shape} {n.dtype}"
                          f"{' {' + attrs + '}' if attrs else ''}{dev}  {n.label}{where}"
                          + (f"  [{'; '.join(notes)}]" if notes else ""))

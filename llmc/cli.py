@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int)
     r.add_argument("-t", "--threads", type=int)
     r.add_argument("-c", "--ctx", type=int, default=None)
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="print what the load placed where (nodes the compile left to the weights file)")
     r.set_defaults(func=cmd_run)
 
     ch = sub.add_parser("chat", help="talk to a model in the terminal, with its chat template")
@@ -182,6 +184,12 @@ def cmd_run(args) -> int:
     import llmc
     model = llmc.load(args.model, args.gguf, target=args.target, n_ctx=args.ctx,
                       **({"n_threads": args.threads} if args.threads and os.path.isdir(args.model) else {}))
+    if args.verbose:
+        placed = model.placement
+        print(f"placed at load ({len(placed)} nodes the compile left to the file):" if placed
+              else "placed at load: nothing (every node's device was fixed at compile time)", file=sys.stderr)
+        for p in placed:
+            print(f"  {p}", file=sys.stderr)
     _stream(model, args.prompt, args.n_predict, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
             seed=args.seed)
     return 0

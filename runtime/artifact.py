@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,6 +32,7 @@ void llmc_model_free(llmc_model *m);
 int llmc_model_n_params(void);
 int llmc_model_n_vocab(const llmc_model *m);
 size_t llmc_model_arena_bytes(const llmc_model *m);
+const char *llmc_model_placement(const llmc_model *m);
 """
 _ffi = None
 
@@ -82,6 +84,33 @@ def read_manifest(artifact_dir: str) -> dict:
     return manifest
 
 
+@dataclass(frozen=True)
+class LoadPlacement:
+    """Where the load put a node that the compile left to the file (compiled without --gguf, its device
+    kernel taking only some weight types): how many layers (1 outside the layer block) on each side."""
+    node: str               # "matmul %22 attn_q"
+    device: str
+    on_device: int
+    fallback: str
+    on_fallback: int
+    fallback_types: str     # the file's types that went to the fallback, "Q8_0/Q6_K"
+    reason: str             # why those types do not run on the device
+
+    def __str__(self) -> str:
+        where = [f"{self.device} x{self.on_device}"] if self.on_device else []
+        if self.on_fallback:
+            where.append(f"{self.fallback} x{self.on_fallback} ({self.fallback_types}: {self.reason})")
+        return f"{self.node}: {'; '.join(where)}"
+
+
+def _placement(notes: str) -> list[LoadPlacement]:
+    out = []
+    for line in notes.splitlines():
+        what, device, there, fallback, elsewhere, types, reason = line.split("\t", 6)
+        out.append(LoadPlacement(what, device, int(there), fallback, int(elsewhere), types, reason))
+    return out
+
+
 class CEngine:
     """A compiled model in a shared library; n_seq sequences, each with its own KV cache inside the C model.
     forward() continues sequence 0; forward_batch() runs tokens of several sequences in one call."""
@@ -118,6 +147,7 @@ class CEngine:
         self.n_batch = min(n_batch, self.n_ctx)
         self.n_seq = n_seq
         self.arena_bytes = int(self._lib.llmc_model_arena_bytes(model))
+        self.placement = _placement(ffi.string(self._lib.llmc_model_placement(model)).decode())
         self._err = err
         self.n_past = 0
 

@@ -58,6 +58,12 @@ class Model:
     def n_vocab(self) -> int:
         return self.engine.n_vocab
 
+    @property
+    def placement(self) -> list:
+        """What the load placed where and why, for nodes the compile left to the weights file
+        (runtime.artifact.LoadPlacement); empty when every node's device was fixed at compile time."""
+        return list(getattr(self.engine, "placement", []))
+
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         return self.tokenizer.encode(text, add_special=add_special)
 

@@ -94,6 +94,19 @@ class Emitter:
         """Lines that copy value src into value dst, both in this device's memory (a carried value)."""
         return [f"memcpy({b.var(dst)}, {b.var(src)}, {nbytes});"]
 
+    # A node placed at load (node.load_choice) runs its host path through these two copies.
+    def to_host(self, b: "ScheduleBuilder", host: str, nid: int, nbytes: str) -> list[str]:
+        """Lines that copy this device's value nid into host memory `host` (waiting for it)."""
+        raise NotImplementedError(f"{self.kind} cannot copy values to the host")
+
+    def to_device(self, b: "ScheduleBuilder", nid: int, host: str, nbytes: str) -> list[str]:
+        """Lines that copy host memory `host` into this device's value nid."""
+        raise NotImplementedError(f"{self.kind} cannot copy values from the host")
+
+    def takes(self, op: Op, types: tuple[str, ...]) -> tuple[str, ...]:
+        """Of the weight types a profile claims for op, those this backend has kernels for."""
+        return types
+
 
 @dataclass
 class Schedule:
@@ -123,6 +136,7 @@ class Schedule:
     post_inputs: list[tuple[str, str]] = field(default_factory=list)  # (buffer, row elems) the post region reads
     multi_seq: bool = True                                        # every attention runs on the CPU
     functions: dict[str, str] = field(default_factory=dict)      # generated kernels (C), by name
+    placement_lines: list[str] = field(default_factory=list)     # load: choose the device of load_choice nodes
 
 
 class ScheduleBuilder:
@@ -237,6 +251,9 @@ class ScheduleBuilder:
             if nid in self.plan.slot_of:
                 ctype = "int32_t" if node.dtype == "i32" else "float"
                 s.buffers.append((ctype, self.var(nid), self.plan.slot_of[nid]))
+        for node in g.nodes():
+            if node.load_choice is not None:
+                self._choose_at_load(node)
         for device, emitter in self.emitters.items():
             emitter.setup(self, self.plans.get(device))
         s.last_rows_only = self._post_is_row_wise()
@@ -260,6 +277,90 @@ class ScheduleBuilder:
             s.layer.append(Call(f"carry {c.var} to the next layer", copier.copy(self, c.loop_in, c.next, size)))
         s.logits = self.var(g.outputs["logits"])
         return s
+
+    # ---- placement decided at load (node.load_choice, compiler/passes/partition_graph.py) --------------
+    WEIGHT_INPUT = {Op.EMBED: 0, Op.MATMUL: 1, Op.MOE_MATMUL: 1}
+
+    def placed(self, node: Node) -> str:
+        """The C flag that is true where node runs on its device (per layer for a layer node)."""
+        return f"m->placed_{node.id}[{'il' if node.region == 'layer' else '0'}]"
+
+    def _choose_at_load(self, node: Node) -> None:
+        """Load lines that set the node's per-layer flags from its weight's types and note the choice, and
+        host buffers for its host path (allocated only if some layer takes it)."""
+        g, c = self.graph, node.load_choice
+        w = g.node(g.inputs(node.id)[self.WEIGHT_INPUT[node.op]])
+        weights = f"m->{self._weight_field(w)}" if w.region == "layer" else f"&m->{self._weight_field(w)}"
+        n = "m->n_layer" if w.region == "layer" else "1"
+        types = self.emitter(node.device).takes(node.op, c.types)
+        allowed = ", ".join(str(TYPE_IDS[t]) for t in types) + ", -1"
+        what = f"{node.op.value} %{node.id} " + (node.label if _C_IDENT.match(node.label or "") else self._format(
+            w.attrs["gguf"]).replace("%d", "N"))
+        reason = c.reason.replace("\\", "\\\\").replace('"', '\\"')
+        self.s.fields += [f"unsigned char *placed_{node.id};   /* {what}: on {node.device} (1) or {c.fallback} (0), "
+                          f"per layer */"]
+        for k, src in enumerate(self._host_inputs(node)):
+            self.s.fields.append(f"void *host_{node.id}_{k};   /* {what}: input %{src} on the host */")
+            self.s.free_lines.append(f"free(m->host_{node.id}_{k});")
+        self.s.fields.append(f"float *host_{node.id};   /* {what}: its output on the host */")
+        self.s.free_lines += [f"free(m->host_{node.id});", f"free(m->placed_{node.id});"]
+        sizes = [self._value_bytes(src) for src in self._host_inputs(node)]
+        self.s.placement_lines += [
+            f"/* {what}: {node.device} for {'/'.join(types)} weights, else {c.fallback} */",
+            f"m->placed_{node.id} = calloc((size_t)({n}) + 1, 1);",
+            f"if (!m->placed_{node.id}) {{ llmc_fail(err, err_len, \"out of memory\"); goto fail; }}",
+            f"if (!llmc_place_by_type(&m->placement, \"{what}\", \"{node.device}\", \"{c.fallback}\", \"{reason}\", "
+            f"{weights}, {n}, (const int[]){{ {allowed} }}, m->placed_{node.id})) {{ llmc_fail(err, err_len, "
+            f"\"out of memory\"); goto fail; }}",
+            f"if (!llmc_all_set(m->placed_{node.id}, {n})) {{",
+            "    const int T = m->n_batch;",
+            *[f"    m->host_{node.id}_{k} = llmc_aligned_alloc({size});" for k, size in enumerate(sizes)],
+            f"    m->host_{node.id} = llmc_aligned_alloc({self._value_bytes(node.id)});",
+            "    if (" + " || ".join([f"!m->host_{node.id}_{k}" for k in range(len(sizes))] + [f"!m->host_{node.id}"])
+            + ") { llmc_fail(err, err_len, \"out of memory\"); goto fail; }",
+            "}"]
+
+    def _host_inputs(self, node: Node) -> list[int]:
+        """The inputs a host path must read back from the device: values, not weights nor host-made ones."""
+        out = []
+        for src in self.graph.inputs(node.id):
+            if src is None or self.graph.node(src).op is Op.WEIGHT or self._host_copy(src) is not None:
+                continue
+            out.append(src)
+        return out
+
+    def _host_copy(self, nid: int) -> int | None:
+        """The host value a device value was copied from (a TRANSFER from the CPU), else None."""
+        t = self.graph.node(nid)
+        if t.op is Op.TRANSFER and str(t.attrs["src"].value) == "cpu":
+            return self.graph.inputs(nid)[0]
+        return None
+
+    def _value_bytes(self, nid: int) -> str:
+        node = self.graph.node(nid)
+        return f"{'sizeof(int32_t)' if node.dtype == 'i32' else 'sizeof(float)'} * (size_t)({self.numel(node.shape)})"
+
+    def choose(self, node: Node, device_lines: list[str]) -> list[str]:
+        """A load_choice node's call: its device lines where the load placed it there, else the host path:
+        inputs copied back, the CPU's kernel, the output copied to the device (where the rest reads it)."""
+        em, cpu = self.emitter(node.device), self.emitter(node.load_choice.fallback)
+        saved = dict(self.names)
+        host = []
+        for k, src in enumerate(self._host_inputs(node)):
+            ctype = "int32_t" if self.graph.node(src).dtype == "i32" else "float"
+            host += em.to_host(self, f"m->host_{node.id}_{k}", src, self._value_bytes(src))
+            self.names[src] = f"(({ctype} *)m->host_{node.id}_{k})"
+        for src in self.graph.inputs(node.id):
+            if src is not None and self._host_copy(src) is not None:
+                self.names[src] = self.var(self._host_copy(src))
+        self.names[node.id] = f"m->host_{node.id}"
+        call = cpu.emit(self, node)
+        self.names = saved
+        host += (call.lines if call else [])
+        host += em.to_device(self, node.id, f"m->host_{node.id}", self._value_bytes(node.id))
+        return ([f"if ({self.placed(node)}) {{"] + ["    " + line for line in device_lines]
+                + [f"}} else {{   /* on {node.load_choice.fallback}: the file's weight type (see the load's placement notes) */"]
+                + ["    " + line for line in host] + ["}"])
 
     ROW_WISE = POINTWISE | {Op.MATMUL, Op.WEIGHT}
 

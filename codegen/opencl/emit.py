@@ -170,9 +170,15 @@ class OpenCLEmitter(Emitter):
             field = b._weight_field(node)
             typed = [u for u in users if u.device == dev and u.op in WEIGHT_INPUT
                      and g.inputs(u.id)[WEIGHT_INPUT[u.op]] == node.id]
+            # uploaded where some user runs on the device: always, or as the load placed them
+            chosen = [u for u in users if u.device == dev]
+            guard = (" || ".join(b.placed(u) for u in chosen)
+                     if all(u.load_choice is not None for u in chosen) else "")
             if typed:
                 op = typed[0].op
-                allowed = ", ".join(str(TYPE_IDS[t]) for t in self.allowed_types(op)) + ", -1"
+                # placed at load: the flags chose the types already; any type with kernels is taken
+                types = kernels.WEIGHT_TYPES if guard else self.allowed_types(op)
+                allowed = ", ".join(str(TYPE_IDS[t]) for t in types) + ", -1"
                 hint = _profile_get(self.profile, "weight_message", "") or "use another weight type"
                 if _profile_get(self.profile, "unsupported_weight", "fallback") == "fallback":
                     hint += ("; or compile with this GGUF file (--gguf) so that the profile can run those "
@@ -187,7 +193,7 @@ class OpenCLEmitter(Emitter):
                 lines += [f"m->{dev}_{field} = calloc((size_t)m->n_layer, sizeof(cl_mem));",
                           f"if (!m->{dev}_{field}) {{ llmc_fail(err, err_len, \"out of memory\"); goto fail; }}",
                           "for (int il = 0; il < m->n_layer; il++) {",
-                          f"    if (!llmc_ocl_weight({h}, &m->{field}[il], {elems}, {check}, "
+                          f"    if ({guard or '1'} && !llmc_ocl_weight({h}, &m->{field}[il], {elems}, {check}, "
                           f"&m->{dev}_{field}[il], err, err_len)) goto fail;",
                           "}"]
                 free += [f"for (int il = 0; m->{dev}_{field} && il < m->n_layer; il++) "
@@ -198,8 +204,8 @@ class OpenCLEmitter(Emitter):
                 lines += ["{",
                           "    const int il = 0;",
                           "    (void)il;",
-                          f"    if (!llmc_ocl_weight({h}, &m->{field}, {elems}, {check}, &m->{dev}_{field}, "
-                          "err, err_len)) goto fail;",
+                          f"    if ({guard or '1'} && !llmc_ocl_weight({h}, &m->{field}, {elems}, {check}, "
+                          f"&m->{dev}_{field}, err, err_len)) goto fail;",
                           "}"]
                 free.append(f"llmc_cl_release(m->{dev}_{field});")
         return lines
@@ -236,12 +242,23 @@ class OpenCLEmitter(Emitter):
         """A device-to-device copy (a carried value into the layer loop)."""
         return [f"llmc_ocl_copy({self.h}, {self.mem(b, dst)}, {self.mem(b, src)}, {nbytes});"]
 
+    def to_host(self, b, host: str, nid: int, nbytes: str) -> list[str]:
+        return [f"if (!llmc_ocl_read({self.h}, {host}, {self.mem(b, nid)}, 0, {nbytes}, err, err_len)) return 0;"]
+
+    def to_device(self, b, nid: int, host: str, nbytes: str) -> list[str]:
+        return [f"llmc_ocl_write({self.h}, {self.mem(b, nid)}, {host}, {nbytes});"]
+
+    def takes(self, op: Op, types: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(t for t in types if t in kernels.WEIGHT_TYPES)
+
     def emit(self, b, n: Node) -> Call | None:
         if n.op in NO_CODE:
             return None
         if n.fused is not None and n.fused.group != n.id:
             return None                         # the group's kernel runs at its last member
         lines = self.kernel_of(n)(self, b, n)
+        if n.load_choice is not None:
+            lines = b.choose(n, lines)           # device or host, as the load placed it
         if n.id == b.graph.outputs["logits"]:
             lines += self._read_logits(b, n)
         where = f"{n.loc}  %{n.id} {n.op.value}" + (f" -> {n.label}" if n.label else "") + f"  [{self.device}]"
@@ -261,10 +278,32 @@ class OpenCLEmitter(Emitter):
 
     def _matmul(self, b, n: Node) -> list[str]:
         mem = lambda nid: self.mem(b, nid)
+        if n.matmul_group is not None:
+            return self._matmul_group(b, n)
         x, w, bias = b.graph.inputs(n.id)
         wn = b.graph.node(w)
         return [f"llmc_ocl_matmul({self.h}, {b.wtype(w)}, {mem(n.id)}, {mem(w)}, {mem(x)}, {mem(bias)}, "
                 f"{b.ci(wn.shape[1])}, {b.ci(wn.shape[0])}, {b.numel(n.shape, -1)});"]
+
+    def _matmul_group(self, b, n: Node) -> list[str]:
+        """The first member of a matmul group launches the group (compiler/passes/group_matmuls.py): x
+        quantized once and, when the file's types agree, one kernel for every member's rows."""
+        g = b.graph
+        if n.id != n.matmul_group:
+            return []
+        members = [m for m in g.order(n.region) if g.node(m).op is Op.MATMUL and g.node(m).matmul_group == n.id]
+        x = g.inputs(n.id)[0]
+        ws = [g.inputs(m)[1] for m in members]
+        column = lambda items: ", ".join(items)
+        return ["{",
+                f"    const int types[] = {{ {column(b.wtype(w) for w in ws)} }};",
+                f"    const cl_mem ys[] = {{ {column(self.mem(b, m) for m in members)} }};",
+                f"    const cl_mem ws[] = {{ {column(self.mem(b, w) for w in ws)} }};",
+                f"    const cl_mem biases[] = {{ {column(self.mem(b, g.inputs(m)[2]) for m in members)} }};",
+                f"    const int n_outs[] = {{ {column(b.ci(g.node(w).shape[0]) for w in ws)} }};",
+                f"    llmc_ocl_matmul_group({self.h}, {len(members)}, types, ys, ws, biases, n_outs, {self.mem(b, x)}, "
+                f"{b.ci(g.node(ws[0]).shape[1])}, {b.numel(n.shape, -1)});",
+                "}"]
 
     def _moe_matmul(self, b, n: Node) -> list[str]:
         mem = lambda nid: self.mem(b, nid)

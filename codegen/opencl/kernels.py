@@ -4,7 +4,8 @@
   quantizers), one kernel per op, named ``<op>_f32`` (``act_<vec_dot_type>`` for quantizers); the model's
   elementwise and row ops are generated from ir/pointwise.py into the same program
   (codegen/opencl/pointwise.py);
-- one program per weight type: ``matmul_<type>``, ``moe_matmul_<type>`` and ``embed_<type>``, whose
+- one program per weight type: ``matmul_<type>``, ``matmul_group_<type>`` (matmuls sharing their input,
+  one launch), ``moe_matmul_<type>`` and ``embed_<type>``, whose
   block dequantizer is the C target's own (``codegen/c/templates/_dequant.c.j2``), so the two targets
   read a block the same way by construction.
 
@@ -44,7 +45,7 @@ COMMON_KERNELS: tuple[str, ...] = tuple(k for names in COMMON.values() for k in 
 
 # Weight types with kernels: every type the C target reads.
 WEIGHT_TYPES: tuple[str, ...] = MATMUL_TYPES
-TYPED_KERNELS: tuple[str, ...] = ("matmul", "moe_matmul", "embed")
+TYPED_KERNELS: tuple[str, ...] = ("matmul", "matmul_group", "moe_matmul", "embed")
 
 
 # The C target's dequantizers are C99; these rewrites make them OpenCL C 1.2 (pattern, replacement, why).

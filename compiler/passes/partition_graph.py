@@ -10,6 +10,12 @@ Placement, in order (after ggml_backend_sched's passes, docs/peers.md §1a, with
 node.placement holds the reason for every op node, node.fallback_from the target's name
 for a node sent to a fallback device.
 
+Without a GGUF file, an op whose support depends on its weight's type (a profile rule with `weights = [...]`)
+cannot be placed yet. On a profile whose policy is `fallback` and whose fallback is the host, the node goes
+to the target with node.load_choice set: the artifact generates both its device kernel and the host path
+(through transfers), and the runtime chooses per layer from the file's types at load. On a `refuse`
+profile the node stays on the target and the load refuses other types with the profile's message.
+
 Needs: a verified graph, the target profile and every profile by name (for the fallback chain).
 Guarantees: every node has a device that runs it (DeviceProfile.supports is true there).
 """
@@ -21,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmc.ir.errors import LlmcError
-from llmc.ir.graph import Graph
+from llmc.ir.graph import Graph, LoadChoice
 from llmc.ir.ops import LEAVES, SPECS, Op
 
 WEIGHT_INPUT = {Op.EMBED: 0, Op.MATMUL: 1, Op.MOE_MATMUL: 1}
@@ -59,6 +65,12 @@ def partition_graph(
         node = graph.node(nid)
         if node.op in LEAVES or node.op is Op.RESHAPE:
             continue
+        choice = _load_choice(graph, nid, profile, profiles, context)
+        if choice is not None:
+            graph.update(nid, device=profile.name, load_choice=choice,
+                         placement=f"decided at load: {profile.name} when the weight is {'/'.join(choice.types)}, "
+                                   f"else {choice.fallback} ({choice.reason})")
+            continue
         device, reason = _place(graph, nid, profile, profiles, context)
         graph.update(nid, device=device, placement=reason,
                      fallback_from=profile.name if device != profile.name else "")
@@ -88,6 +100,25 @@ def _host(profile, profiles) -> str:
     while profile.fallback:
         profile = profiles[profile.fallback]
     return profile.name
+
+
+def _load_choice(graph: Graph, nid: int, profile, profiles, context) -> LoadChoice | None:
+    """The deferred placement of a weight-typed node when no file is known (None: place it now)."""
+    node = graph.node(nid)
+    rule = profile.ops.get(node.op)
+    if (context and context.known) or node.op not in WEIGHT_INPUT or rule is None or rule.weights is None:
+        return None
+    if profile.unsupported_weight != "fallback" or not profile.fallback:
+        return None
+    host = profiles[profile.fallback]
+    if host.fallback:            # the host path is generated C: only a fallback that is the host itself
+        return None
+    ok, _ = native(graph, nid, profile, context)
+    if not ok or not native(graph, nid, host, context)[0]:
+        return None
+    why = f"{node.op.value} on {profile.name} takes {'/'.join(rule.weights)} weights"
+    return LoadChoice(tuple(rule.weights), host.name,
+                      f"{why}; {profile.weight_message}" if profile.weight_message else why)
 
 
 def _place(graph: Graph, nid: int, profile, profiles, context) -> tuple[str, str]:

@@ -164,3 +164,38 @@ void llmc_moe_matmul_any(int type, llmc_threads *th, float *y, const void *w, co
     default: abort();
     }
 }
+
+int llmc_place_by_type(char **notes, const char *what, const char *device, const char *fallback, const char *reason,
+                       const llmc_weight *ws, int n, const int *allowed, unsigned char *on_device)
+{
+    int there = 0;
+    char types[256] = "";
+    for (int i = 0; i < n; i++) {
+        int ok = ws[i].data == NULL;
+        for (const int *a = allowed; *a >= 0 && !ok; a++) ok = *a == ws[i].type;
+        on_device[i] = (unsigned char)ok;
+        there += ok;
+        if (!ok) {
+            const char *name = llmc_gguf_type_name(ws[i].type);
+            if (!strstr(types, name)) {
+                size_t used = strlen(types);
+                snprintf(types + used, sizeof types - used, "%s%s", used ? "/" : "", name);
+            }
+        }
+    }
+    size_t old = *notes ? strlen(*notes) : 0;
+    size_t add = strlen(what) + strlen(device) + strlen(fallback) + strlen(types) + strlen(reason) + 64;
+    char *grown = realloc(*notes, old + add);
+    if (!grown) return 0;
+    snprintf(grown + old, add, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", what, device, there, fallback, n - there, types,
+             there < n ? reason : "");
+    *notes = grown;
+    return 1;
+}
+
+int llmc_all_set(const unsigned char *flags, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!flags[i]) return 0;
+    return 1;
+}

@@ -41,6 +41,15 @@ void llmc_moe_matmul_any(int type, llmc_threads *th, float *y, const void *w, co
                          const int32_t *sel, const float *bias, int n_in, int n_out, int n_tokens, int k,
                          void *scratch);
 
+/* Placement decided at load (a node compiled without the file, whose device kernel takes only some weight
+ * types): on_device[i] = whether ws[i]'s type is in `allowed` (ended by -1; an absent weight counts as
+ * taken), and one line appended to *notes: "what<TAB>device<TAB>layers there<TAB>fallback<TAB>layers
+ * there<TAB>their types<TAB>reason". Returns 0 when out of memory. */
+int llmc_place_by_type(char **notes, const char *what, const char *device, const char *fallback, const char *reason,
+                       const llmc_weight *ws, int n, const int *allowed, unsigned char *on_device);
+/* Whether all n flags are set. */
+int llmc_all_set(const unsigned char *flags, int n);
+
 /* Defined by every generated model.c: the library's only exported symbols (it is built with
  * -fvisibility=hidden, so two artifacts loaded in one process never bind to each other's kernels). */
 #define LLMC_API __attribute__((visibility("default")))
@@ -67,5 +76,7 @@ LLMC_API int llmc_model_n_vocab(const llmc_model *m);
 LLMC_API int llmc_model_n_ctx(const llmc_model *m);
 LLMC_API int llmc_model_n_seq(const llmc_model *m);
 LLMC_API size_t llmc_model_arena_bytes(const llmc_model *m);
+/* The load's placement notes (llmc_place_by_type lines), "" when every node's device was fixed at compile. */
+LLMC_API const char *llmc_model_placement(const llmc_model *m);
 
 #endif

@@ -31,6 +31,9 @@ cl_mem llmc_cl_alloc(llmc_cl *cl, size_t bytes, const void *init, const char *wh
 void llmc_cl_release(cl_mem mem);
 int llmc_cl_read(llmc_cl *cl, void *dst, cl_mem src, size_t offset, size_t bytes, char *err, size_t err_len);
 void llmc_cl_run(llmc_cl *cl, cl_kernel k, int dims, const size_t *global, const char *args, ...);
+void llmc_cl_run_local(llmc_cl *cl, cl_kernel k, int dims, const size_t *global, const size_t *local,
+                       const char *args, ...);
+long llmc_cl_launches(const llmc_cl *cl);
 """
 _ARG_TYPES = {"m": "cl_mem", "i": "int", "l": "long", "f": "double"}
 
@@ -94,12 +97,17 @@ class Device:
             raise RuntimeError(self._error())
         return out
 
-    def run(self, kernel, global_size, *args) -> None:
-        """args: (letter, value) pairs, letters as llmc_cl_run's ('m' a buffer or None, 'i', 'l', 'f')."""
+    def run(self, kernel, global_size, *args, local=None) -> None:
+        """args: (letter, value) pairs, letters as llmc_cl_run's ('m' a buffer or None, 'i', 'l', 'f');
+        local: work-group sizes (each global size a multiple of it), else the driver chooses."""
         letters = "".join(a for a, _ in args)
         values = [self.ffi.NULL if v is None and a == "m" else self.ffi.cast(_ARG_TYPES[a], v) for a, v in args]
         sizes = self.ffi.new("size_t[]", list(global_size))
-        self.lib.llmc_cl_run(self.cl, kernel, len(global_size), sizes, letters.encode(), *values)
+        if local is None:
+            self.lib.llmc_cl_run(self.cl, kernel, len(global_size), sizes, letters.encode(), *values)
+        else:
+            self.lib.llmc_cl_run_local(self.cl, kernel, len(global_size), sizes, self.ffi.new("size_t[]", list(local)),
+                                       letters.encode(), *values)
 
 
 @functools.lru_cache(maxsize=1)

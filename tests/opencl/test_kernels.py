@@ -56,6 +56,29 @@ def test_matmul(ggml_type, rows, seed):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("ggml_type", ["Q4_0", "Q4_1", "Q8_0", "Q6_K", "F16"])
+def test_matmul_group(ggml_type):
+    """Three matmuls sharing x in one launch, each member's rows starting at a whole work-group (8)."""
+    dev, k = _kernel(f"matmul_group_{ggml_type.lower()}", ggml_type)
+    rng = np.random.default_rng(7)
+    rows, n_in, n_outs = 2, max(quant.BLOCK_LAYOUT[ggml_type][0], 64) * 2, [24, 5, 13]
+    x = rng.standard_normal((rows, n_in)).astype(f32)
+    ws = [random_weight(ggml_type, n, n_in, rng) for n in n_outs]
+    biases = [rng.standard_normal(n).astype(f32) if i != 1 else None for i, n in enumerate(n_outs)]
+    xq = quant.quantize_activations(x, quant.VEC_DOT_TYPE[ggml_type])
+    xs = quant.q8_1_sums(x) if quant.VEC_DOT_TYPE[ggml_type] == "Q8_1" else np.zeros(1, f32)
+    ys = [dev.buffer(nbytes=rows * n * 4) for n in n_outs]
+    starts = [0, 24, 24 + 8, 24 + 8 + 16]
+    args = [("m", y) for y in ys] + [("m", None)] + [("m", dev.buffer(w)) for w in ws] + [("m", None)]
+    args += [("m", None if b is None else dev.buffer(b)) for b in biases] + [("m", None)]
+    args += [("m", dev.buffer(xq)), ("m", dev.buffer(xs)), ("i", n_in)] + [("i", n) for n in n_outs + [0]]
+    args += [("i", s) for s in starts[1:]]
+    dev.run(k, (starts[3], rows), *args, local=(8, 1))
+    for y, w, b, n in zip(ys, ws, biases, n_outs):
+        want = quant.matmul_reference(w, ggml_type, x, n_in, n) + (0 if b is None else b)
+        np.testing.assert_allclose(dev.read(y, (rows, n)), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
 @SETTINGS
 @given(act=st.sampled_from(["q8_0", "q8_1", "q8_k", "f16", "bf16"]), seed=st.integers(0, 1000))
 def test_activation_quantizers_are_bit_exact(act, seed):

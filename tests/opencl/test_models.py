@@ -2,8 +2,8 @@
 
 SmolLM2 Q4_1 runs on the generic `opencl` profile (everything but the Q8_0 embedding lookup on the
 device); a random-weight Q4_0 qwen2 on `adreno`. Weight types the adreno profile doesn't claim either
-fall back to the CPU (its policy) or, with `unsupported = "refuse"`, stop the compile; a generic artifact
-(compiled without the file) refuses at load, with the re-quantize hint."""
+fall back to the CPU (its policy) or, with `unsupported = "refuse"`, stop the compile. Generic artifacts
+(compiled without a file) are tested in test_generic.py."""
 from __future__ import annotations
 
 import os
@@ -110,15 +110,6 @@ def test_adreno_refuses_q8_0_when_the_profile_says_so(qwen2_q8_path, tmp_path):
     adreno.write_text(adreno.read_text().replace('unsupported = "fallback"', 'unsupported = "refuse"'))
     with pytest.raises(llmc.LlmcError, match=r"llama-quantize --pure .* Q4_0"):
         _compile("qwen2", "adreno", str(tmp_path / "art"), gguf=qwen2_q8_path, profiles_dir=str(profiles))
-
-
-def test_generic_adreno_artifact_refuses_other_types_at_load(qwen2_q8_path, tmp_path):
-    """Compiled without a file, the artifact assumes the profile's types (embed F32/F16, matmul Q4_0); a file
-    with other types is refused at load with the hint, before any token runs."""
-    need_opencl()
-    _compile("qwen2", "adreno", str(tmp_path))
-    with pytest.raises(llmc.LlmcError, match=r"type Q8_0, which (embed|matmul) on .* does not take: .*llama-quantize --pure"):
-        llmc.load(str(tmp_path), qwen2_q8_path, n_ctx=32)
 
 
 def test_opencl_artifact_refuses_more_than_one_sequence(smollm2_opencl, smollm2_path):

@@ -51,7 +51,7 @@ def test_grouped_artifact_gives_the_ungrouped_logits(qwen2_q8_path, tmp_path, mo
     grouped = compile_model(os.path.join(ARCHS, "qwen2.llmc"), "c", str(tmp_path / "g"))
     assert "llmc_matmul_group_any(" in (tmp_path / "g" / "src" / "model.c").read_text()
     from llmc.compiler import driver
-    monkeypatch.setattr(driver, "group_matmuls", lambda graph: graph)
+    monkeypatch.setattr(driver, "group_matmuls", lambda graph, groups_on=None: graph)
     compile_model(os.path.join(ARCHS, "qwen2.llmc"), "c", str(tmp_path / "u"))
     assert "group" not in (tmp_path / "u" / "src" / "model.c").read_text()
     ids = fixture_tokens(400, 9, seed=1)

@@ -79,9 +79,9 @@ def test_weights_stay_with_their_user_and_inputs_are_on_the_host():
     assert {n.device for n in graph.nodes() if n.op in (Op.TOKENS, Op.POSITIONS)} == {"cpu"}
 
 
-def test_opencl_rms_norm_needs_a_known_multiple_of_four():
+def test_adreno_rms_norm_needs_a_known_multiple_of_four():
     graph = _graph("qwen2")
-    prof = get_profile("opencl")
+    prof = get_profile("adreno")
     norm = next(n for n in graph.nodes() if n.op is Op.RMS_NORM_MUL)
     assert native(graph, norm.id, prof, None) == (False, native(graph, norm.id, prof, None)[1])
     assert "unknown without a GGUF" in native(graph, norm.id, prof, None)[1]
@@ -89,3 +89,21 @@ def test_opencl_rms_norm_needs_a_known_multiple_of_four():
     assert ok
     ok, why = native(graph, norm.id, prof, PartitionContext({}, {"n_embd": 130}, True))
     assert not ok and "it is 130" in why
+
+
+def test_without_a_file_weight_typed_ops_are_decided_at_load():
+    """adreno limits matmul to Q4_0 and embed to F32/F16: compiled without a file both wait for it (device
+    and host path); the opencl profile takes every type, so nothing waits; a refuse profile never waits."""
+    graph = partition_graph(_graph("qwen2"), get_profile("adreno"), list_profiles())
+    waiting = {n.op: n.load_choice for n in graph.nodes() if n.load_choice is not None}
+    assert set(waiting) == {Op.MATMUL, Op.EMBED}
+    assert waiting[Op.MATMUL].types == ("Q4_0",) and waiting[Op.MATMUL].fallback == "cpu"
+    assert "llama-quantize --pure" in waiting[Op.MATMUL].reason
+    assert all(n.device == "adreno" for n in graph.nodes() if n.load_choice is not None)
+    opencl = partition_graph(_graph("qwen2"), get_profile("opencl"), list_profiles())
+    assert not any(n.load_choice for n in opencl.nodes())
+    refuse = dataclasses.replace(get_profile("adreno"), unsupported_weight="refuse")
+    assert not any(n.load_choice for n in partition_graph(_graph("qwen2"), refuse, list_profiles()).nodes())
+    known = PartitionContext({}, {}, True)          # a file was given: placed at compile time
+    assert not any(n.load_choice for n in partition_graph(_graph("qwen2"), get_profile("adreno"), list_profiles(),
+                                                          known).nodes())
