@@ -57,7 +57,9 @@ def setup(emitter, b, mine: list[Node]) -> None:
             "if (!m->asc_rows) goto fail;",
             'if (!m->asc_rows_host) { llmc_fail(err, err_len, "out of memory"); goto fail; }']
     for n in nodes:
-        ks = g.node(g.inputs(n.id)[1]).shape
+        qs, ks = g.node(g.inputs(n.id)[0]).shape, g.node(g.inputs(n.id)[1]).shape
+        load += [f"if (!llmc_ascend_check_attention(m->n_batch, {b.ci(qs[1])}, {b.ci(ks[1])}, {b.ci(ks[2])}, "
+                 "m->n_ctx, m->n_seq, err, err_len)) goto fail;   /* refuse an n_ctx the kernel cannot tile */"]
         s.fields.append(f"void **asc_k{n.id}, **asc_v{n.id};   /* [n_layer] f16 KV caches of %{n.id} on the device */")
         load += ["{",
                  f"    const size_t bytes = 2 * (size_t)m->n_seq * (size_t)m->n_ctx * (size_t)({b.numel(ks[1:])});",

@@ -112,3 +112,12 @@ def test_launches_do_not_grow_with_tokens_and_tilings_upload_once(qwen2_q8_path,
     # what still blocks: one wait per copy to or from the host, 4 per step whatever the layers: the embedded
     # tokens (embed runs on the CPU) and each token's (sequence, position) in, the rope tables in, logits out
     assert again1[1] == 4, again1
+
+
+def test_an_n_ctx_attention_cannot_tile_is_refused_at_load(qwen2_q8_path, tmp_path):
+    """A row's attention scores stay in UB (docs/ascendc.md §13): an n_ctx beyond that is a load error
+    naming the limit, not a failure at the first long step."""
+    compile_model(os.path.join(ARCHS, "qwen2.llmc"), "ascend910b", str(tmp_path), gguf=qwen2_q8_path)
+    llmc.load(str(tmp_path), qwen2_q8_path, n_ctx=4096)
+    with pytest.raises(llmc.LlmcError, match="scores over n_ctx keys do not fit in UB"):
+        llmc.load(str(tmp_path), qwen2_q8_path, n_ctx=40000)
