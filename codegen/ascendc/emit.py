@@ -29,6 +29,7 @@ from llmc.ir.ops import POINTWISE, Op
 
 from . import emit_attention as EA
 from . import kernels as K
+from . import matmul as MM
 from . import pointwise as AP
 from .kernels import AscendChip, AscendCodegenError, AscendKernel
 
@@ -52,8 +53,8 @@ ENTRIES: dict[str, Entry] = {
     "rope": Entry(lambda c: K.rope(c, 1, 1, 8),
                   "float *y, const float *x, const float *cos_table, const float *sin_table, long tokens, "
                   "long heads, long head_dim, long n_dims, int neox", ("x", "cos_table", "sin_table", "y")),
-    "matmul_q4_0": Entry(lambda c: K.matmul(c, "q4_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
-    "matmul_q8_0": Entry(lambda c: K.matmul(c, "q8_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
+    "matmul_q4_0": Entry(lambda c: MM.matmul(c, "q4_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
+    "matmul_q8_0": Entry(lambda c: MM.matmul(c, "q8_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
     **{key: Entry(EA.BUILD[key], params, gm) for key, (params, gm) in EA.ENTRY_PARAMS.items()},
 }
 # Pointwise ops and fused chains get entries generated from their plans (AscendCEmitter._generated).
@@ -383,8 +384,8 @@ class AscendCEmitter(Emitter):
             source=source, device=self.device, chip_title=self.chip.title, soc_version=_SOC[self.chip.npu_arch],
             ub_bytes=self.chip.ub_bytes, cores=self.chip.n_cores, nibbles=self.chip.has_shift,
             has_data_copy_pad=self.chip.has_data_copy_pad,
-            buffer_num=K.BUFFER_NUM, max_tile_bytes=K.MAX_TILE_BYTES, max_matmul_rows=K.MAX_MATMUL_ROWS_PER_ITER,
-            max_chunk_groups=K.MAX_CHUNK_GROUPS, max_token_block=K.MAX_TOKEN_BLOCK, kernels=entries,
+            buffer_num=K.BUFFER_NUM, max_tile_bytes=K.MAX_TILE_BYTES, max_matmul_rows=MM.MAX_MATMUL_ROWS_PER_ITER,
+            max_chunk_groups=MM.MAX_CHUNK_GROUPS, max_token_block=MM.MAX_TOKEN_BLOCK, kernels=entries,
             has_matmul="matmul_q4_0" in symbol, matmul_q4_0=symbol.get("matmul_q4_0", ""),
             matmul_q8_0=symbol.get("matmul_q8_0", ""), rope=symbol.get("rope", ""))
 
