@@ -45,15 +45,17 @@ def call(emitter, b, n: Node, where: str) -> Call:
 
 
 def setup(emitter, b, mine: list[Node]) -> None:
-    """KV caches per attention node and layer (f16, n_seq x n_ctx rows), and the step's rows array."""
+    """KV caches per attention node and layer (f16, n_seq x n_ctx rows); the step's rows array, which also
+    carries the token ids when the embedding runs here."""
     s, g = b.s, b.graph
     nodes = [n for n in mine if n.op is Op.ATTENTION]
-    if not nodes:
+    embeds = any(n.op is Op.EMBED for n in mine)
+    if not nodes and not embeds:
         return
-    s.fields += ["int32_t *asc_rows;   /* (n_batch, 2) device: each token's (sequence, position) this step */",
+    s.fields += ["int32_t *asc_rows;   /* device: (sequence, position) of each token this step, then the token ids */",
                  "int32_t *asc_rows_host;"]
-    load = ["m->asc_rows = llmc_ascend_alloc(m->asc, sizeof(int32_t) * 2 * (size_t)m->n_batch, err, err_len);",
-            "m->asc_rows_host = malloc(sizeof(int32_t) * 2 * (size_t)m->n_batch);",
+    load = ["m->asc_rows = llmc_ascend_alloc(m->asc, sizeof(int32_t) * 3 * (size_t)m->n_batch, err, err_len);",
+            "m->asc_rows_host = malloc(sizeof(int32_t) * 3 * (size_t)m->n_batch);",
             "if (!m->asc_rows) goto fail;",
             'if (!m->asc_rows_host) { llmc_fail(err, err_len, "out of memory"); goto fail; }']
     for n in nodes:
@@ -73,12 +75,13 @@ def setup(emitter, b, mine: list[Node]) -> None:
         s.free_lines += [f"free(m->asc_k{n.id});", f"free(m->asc_v{n.id});"]
     s.load_lines += load
     s.free_lines.append("free(m->asc_rows_host);")
-    s.pre.append(Call(f"each token's (sequence, position) to {emitter.device}, for attention",
+    s.pre.append(Call(f"each token's (sequence, position) and id to {emitter.device}: one copy per step",
                       ["for (int t = 0; t < T; t++) {",
                        "    m->asc_rows_host[2 * t] = in_seq[t];",
                        "    m->asc_rows_host[2 * t + 1] = in_pos[t];",
+                       "    m->asc_rows_host[2 * T + t] = tokens[t];",
                        "}",
-                       "if (!llmc_ascend_copy(m->asc, m->asc_rows, m->asc_rows_host, sizeof(int32_t) * 2 * (size_t)T, "
+                       "if (!llmc_ascend_copy(m->asc, m->asc_rows, m->asc_rows_host, sizeof(int32_t) * 3 * (size_t)T, "
                        "LLMC_ASCEND_TO_DEVICE, err, err_len)) return 0;"]))
 
 

@@ -144,3 +144,39 @@ def plan_matmul(chip: AscendChip, quant: str, rows: int, k: int, tokens: int) ->
         "chunkScales": _round_up(chunk_groups, 16),
         "tokenBlock": token_block,
     }
+
+
+def embed(chip: AscendChip, quant: str, vocab: int, k: int, tokens: int = 1, origin: str = "embed") -> AscendKernel:
+    """y[t] = row ids[t] of a (vocab, k) Q4_0 / Q8_0 table, dequantized to fp32, from the planes the matmul
+    reads (one repack serves a tied table's embedding and lm head)."""
+    if quant not in ("q4_0", "q8_0") or k % 32 or k < 32 or vocab < 1 or tokens < 1:
+        raise AscendCodegenError(f"embed: {quant} table ({vocab}, {k}); expected q4_0/q8_0 and k a multiple of 32")
+    layout = "nibbles" if quant == "q4_0" and chip.has_shift else "int8"
+    groups = k // 32
+    qs_stride = _round_up(k // 2, BLOCK_BYTES) if layout == "nibbles" else k
+    ub = (BUFFER_NUM * (qs_stride + _round_up(groups, 16) * 2 + k * 4) + k * 2 + _round_up(groups, 16) * 4
+          + (3 * qs_stride if layout == "nibbles" else 0))
+    if ub > chip.ub_bytes:
+        raise AscendCodegenError(f"embed: a row of {k} does not fit {chip.title} UB ({ub} bytes)")
+    per_core, block_dim = _split(tokens, chip.n_cores)
+    values = {"rows": _round_up(vocab, 8), "k": k, "tokens": tokens, "groups": groups,
+              "groupsAligned": _round_up(groups, 16), "qsStride": qs_stride, "tokensPerCore": per_core}
+    fields = [TilingField(f, "uint32_t", v) for f, v in values.items()]
+    quant_type = "uint8_t" if layout == "nibbles" else "int8_t"
+    name = f"{PREFIX}embed_{quant}" + ("_i8" if quant == "q4_0" and layout == "int8" else "")
+    doc = [f"y[t] = dequantized row ids[t] of a {quant.upper()} table in the matmul's SoA planes.",
+           f"Shapes: qs (rows, qsStride) {quant_type}, scales (rows, groupsAligned) half, ids (tokens,) int32,",
+           "  y (tokens, k) float.",
+           "Tiling: tokens split over the cores; a row's quants and scales per step, scaled group by group."]
+    spec = _spec(name, chip, f"{quant.upper()} embedding rows", doc, fields, origin, quant_type=quant_type,
+                 nibbles=layout == "nibbles")
+    rows8, ga = values["rows"], values["groupsAligned"]
+    args = (
+        KernelArg("qs", "uint8" if layout == "nibbles" else "int8", (rows8, qs_stride), (rows8, qs_stride)),
+        KernelArg("scales", "float16", (rows8, ga), (rows8, ga)),
+        KernelArg("ids", "int32", (tokens,), (tokens,)),
+        KernelArg("y", "float32", (tokens, k), (tokens, k), output=True),
+    )
+    source, host = _render("embed.cpp.j2", spec, args)
+    return AscendKernel(name, "embed", chip, source, host, args, tuple(fields), block_dim, weight_layout=layout,
+                        recipe={"family": "embed"})

@@ -257,3 +257,15 @@ def test_generated_kernels_sync_scalar_reads(chip, capfd):
     qs, scales = host_prep.repack("q8_0", quantize_q8_0(data(1, (16, 64), "float32"))[0], 16, 64, "int8")
     run(MM.matmul(chip, "q8_0", 16, 64), qs, scales, x[:1, :64], x[0, :16])
     assert "ascendc-emu" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("quant", ["q4_0", "q8_0"])
+@pytest.mark.parametrize("chip", CHIPS, ids=CHIP_IDS)
+def test_embed(chip, quant):
+    """Rows of a repacked table, dequantized exactly (f16 scale times an int code, in fp32)."""
+    vocab, k, tokens = 37, 32 * 45, 6
+    raw, w_deq = QUANTIZERS[quant](data(4, (vocab, k), np.float32))
+    kernel = MM.embed(chip, quant, vocab, k, tokens)
+    qs, scales = host_prep.repack(quant, raw, vocab, k, kernel.weight_layout)
+    ids = np.array([0, 36, 5, 5, 17, 2], np.int32)
+    np.testing.assert_array_equal(run(kernel, qs, scales, ids), w_deq[ids].astype(np.float32))
