@@ -12,6 +12,8 @@ Profile schema (every table may hold `source = "..."`):
     [memory]   bytes ("8GiB", or "host" for this machine's RAM), alignment, verified, shared_with_fallback
     [compute]  cores, vector_bytes, ub_bytes, npu_arch, has_data_copy_pad, has_shift
     [weights]  unsupported = "fallback" | "refuse", message (shown when a weight type is not supported)
+    [cost]     facts of the accelerator cost model (runtime/ascendc/cost.py ChipCost): clock_mhz,
+               gm_bytes_per_cycle, memory_gbps, launch_us, blocking_call_us, sync_cycles
     [ops.<op>] native (default true), weights = [types the op's weight input may have],
                dim_multiple_of (the last dim of the first input must divide by it),
                refuse_inputs = [optional inputs that make the op unsupported when present],
@@ -129,7 +131,8 @@ class DeviceProfile:
 # ---- loading --------------------------------------------------------------------------------------------
 
 _TOP = {"name", "description", "codegen", "fallback", "source", "memory", "compute", "weights", "ops",
-        "pointwise"}
+        "pointwise", "cost"}
+_COST = {"clock_mhz", "gm_bytes_per_cycle", "memory_gbps", "launch_us", "blocking_call_us", "sync_cycles", "source"}
 _MEMORY = {"bytes", "alignment", "verified", "shared_with_fallback", "source"}
 _COMPUTE = {"cores", "vector_bytes", "ub_bytes", "npu_arch", "has_data_copy_pad", "has_shift", "source"}
 _WEIGHTS = {"unsupported", "message", "source"}
@@ -254,9 +257,20 @@ def load_profile(path: str | os.PathLike) -> DeviceProfile:
         generated = OpRule(source="generated from its definition in ir/pointwise.py")
         ops = {**{op: generated for op in sorted(POINTWISE, key=lambda o: o.value)}, **ops}
     extra = {k: comp.table[k] for k in ("npu_arch", "has_data_copy_pad", "has_shift") if k in comp.table}
+    cost = data.get("cost")
+    if cost is not None:
+        if not isinstance(cost, dict):
+            raise ProfileError(f"{path}: cost: expected a table")
+        unknown = sorted(set(cost) - _COST)
+        if unknown:
+            raise ProfileError(f"{path}: cost: unknown key {unknown[0]!r}; known: {', '.join(sorted(_COST))}")
+        for key, value in cost.items():
+            if key != "source" and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):
+                raise ProfileError(f"{path}: cost.{key}: expected a positive number, got {value!r}")
+        extra["cost"] = dict(cost)
     sources = {
         k: data[k]["source"]
-        for k in ("memory", "compute", "weights")
+        for k in ("memory", "compute", "weights", "cost")
         if isinstance(data.get(k), dict) and "source" in data[k]
     }
     return DeviceProfile(

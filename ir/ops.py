@@ -32,7 +32,7 @@ _FIXED = {
     "ATTENTION": "attention",
 }
 Op = enum.Enum("Op", {**_FIXED, **{name.upper(): name for name in pointwise.OPS}})
-Op.__doc__ = "The op vocabulary: the fixed ops above and every op of ir/pointwise.py (Op.SILU, Op.GELU, ...)."
+Op.__doc__ = "The op vocabulary: the fixed ops above and every op of ir/pointwise.py (Op.<NAME> for each name there)."
 POINTWISE: frozenset = frozenset(Op(name) for name in pointwise.OPS)   # ops defined in ir/pointwise.py
 
 
@@ -80,9 +80,10 @@ SPECS: dict[Op, OpSpec] = {s.op: s for s in [*[
     _spec(Op.WEIGHTED_SUM, ["x", "weights"], doc="sum over k of x (T, k, n) * weights (T, k) -> (T, n)"),
     _spec(Op.RESHAPE, ["x"], {"shape": None}, doc="same data, new shape"),
     _spec(Op.TRANSFER, ["x"], {"src": None, "dst": None}, doc="copy between devices"),
-    _spec(Op.ATTENTION, ["q", "k", "v", "sinks?"], {"scale": None, "window": 0, "softcap": 0.0}, composite=True,
+    _spec(Op.ATTENTION, ["q", "k", "v", "sinks?"], {"scale": None, "window": 0, "logit_cap": 0.0},
+          composite=True,
           doc="causal GQA attention over the KV cache of this layer; q (T, Hq, D), k/v (T, Hkv, D); "
-              "softcap > 0 caps the logits: softcap * tanh(q·k * scale / softcap) (Gemma 2)"),
+              "logit_cap > 0 caps the logits: logit_cap * tanh(q·k * scale / logit_cap) (Gemma 2)"),
 ], *[_spec(Op(p.name), p.inputs, p.attrs, p.composite, p.doc) for p in pointwise.OPS.values()]]}
 assert set(SPECS) == set(Op), "every op needs a spec"
 

@@ -116,12 +116,17 @@ def llama_cpp_python(gguf: str, n_prompt: int, n_gen: int, repeats: int, threads
 
 
 def run(artifact: str, gguf: str, n_prompt: int = 128, n_gen: int = 64, depth: int = 0, repeats: int = 5,
-        threads: int = 2, compare: bool = True) -> tuple[Speed, Speed | None]:
-    """Measure llmc, then llama.cpp (llama-bench, else llama-cpp-python); print both and the ratios."""
+        threads: int = 2, compare: bool = True, layers: int | None = None) -> tuple[Speed, Speed | None]:
+    """Measure llmc, then llama.cpp (llama-bench, else llama-cpp-python); print both and the ratios.
+    An artifact for a device with a cost model (an Ascend profile's [cost] table) also gets the model's
+    estimate of the device's speed, scaled to `layers` layers when given (llmc/bench_ascend.py)."""
     import llmc
 
     n_batch = max(n_prompt, min(depth, 512), 1)
     model = llmc.load(artifact, gguf, n_ctx=depth + max(n_prompt, n_gen) + 8, n_threads=threads, n_batch=n_batch)
+    from llmc import bench_ascend
+    if bench_ascend.has_cost_model(model.target):
+        bench_ascend.report(model, artifact, gguf, n_prompt, n_gen, depth, layers, chunk=n_batch)
     ours = measure_llmc(model, n_prompt, n_gen, depth, repeats, chunk=n_batch)
     at = f" at depth {depth}" if depth else ""
 

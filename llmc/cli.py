@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=5)
     b.add_argument("-t", "--threads", type=int, default=2)
     b.add_argument("--no-llama", action="store_true", help="skip the llama.cpp comparison")
+    b.add_argument("--target", help="compile the artifact argument (an architecture) for this target first; "
+                   "an Ascend target adds the cost model's estimate of the chip's speed")
+    b.add_argument("--layers", type=int, help="Ascend estimate: scale a random-weight file to this many layers")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="fetch SmolLM2, compile it for the C target, generate, print speed")
@@ -241,8 +244,13 @@ def cmd_serve(args) -> int:
 
 def cmd_bench(args) -> int:
     from llmc import bench
-    bench.run(args.artifact, args.gguf, args.prompt_tokens, args.gen_tokens, args.depth, args.repeats,
-              args.threads, compare=not args.no_llama)
+    artifact = args.artifact
+    if args.target:
+        from llmc import arch_path
+        from llmc.compiler.driver import compile_to_temp
+        artifact = compile_to_temp(arch_path(artifact), args.target, gguf_path=args.gguf)
+    bench.run(artifact, args.gguf, args.prompt_tokens, args.gen_tokens, args.depth, args.repeats,
+              args.threads, compare=not args.no_llama, layers=args.layers)
     rss = f"peak RSS {_peak_rss_mib('self'):.0f} MiB (llmc, Python included)"
     if not args.no_llama:
         rss += f"; llama.cpp {_peak_rss_mib('children'):.0f} MiB (its largest process)"

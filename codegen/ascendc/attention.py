@@ -1,4 +1,4 @@
-"""AscendC attention kernels: the KV-cache store and causal GQA attention over it (docs/ascendc.md §13).
+"""AscendC attention kernels: the KV-cache store and causal GQA attention over it (docs/ascendc.md §14).
 
 The caches live in device memory as f16 (llama.cpp's default K/V type), (seqs, ctx, kvHeads, headDim) per
 layer. Each step, ``kv_store`` writes the step's K (after rope) and V rows at their (sequence, position)

@@ -108,6 +108,7 @@ class OpKernels:
 class AscendCEmitter(Emitter):
     kind = "ascendc"
     multi_seq_attention = True      # the attention kernel reads each token's (sequence, position)
+    host_memory = False   # aclrtMalloc memory: the host reaches it through aclrtMemcpy only
 
     def __init__(self, device: str, profile: Any = None):
         super().__init__(device, profile)
@@ -368,6 +369,11 @@ class AscendCEmitter(Emitter):
         return Call(f"{b.where(node)}  [copy {'to' if to_device else 'from'} {self.device}]",
                     [(f"if (!llmc_ascend_copy(m->asc, {b.var(node.id)}, {b.var(src)}, {size}, {direction}, "
                      "err, err_len)) return 0;")])
+
+    def copy(self, b, dst: int, src: int, nbytes: str) -> list[str]:
+        """A carried value moved on the device (aclrtMemcpy device to device, never a host memcpy)."""
+        return [f"if (!llmc_ascend_copy(m->asc, {b.var(dst)}, {b.var(src)}, {nbytes}, LLMC_ASCEND_ON_DEVICE, "
+                "err, err_len)) return 0;"]
 
     # ---- artifact files ------------------------------------------------------------------------------
     def sources(self, source: str) -> dict[str, str]:

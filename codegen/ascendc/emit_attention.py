@@ -1,5 +1,5 @@
 """The attention rows of the AscendC emitter (codegen/ascendc/emit.py): the KV caches in device memory,
-the per-step (sequence, position) array, and the two launches of an attention node (docs/ascendc.md §13)."""
+the per-step (sequence, position) array, and the two launches of an attention node (docs/ascendc.md §14)."""
 from __future__ import annotations
 
 from llmc.codegen.core.schedule import Call

@@ -44,7 +44,7 @@ class AscendChip:
         return f"Ascend{self.name.upper()}"
 
 
-ASCEND_310B = AscendChip("310b", 3002, 248 * 1024, 1, True, True)
+ASCEND_310B = AscendChip("310b", 3002, 184 * 1024, 1, True, True)  # vector-local UB (docs/ascendc.md §4)
 ASCEND_310P = AscendChip("310p", 2002, 248 * 1024, 8, False, False)
 ASCEND_910B = AscendChip("910b", 2201, 184 * 1024, 40, True, True)
 CHIPS = {chip.name: chip for chip in (ASCEND_310B, ASCEND_310P, ASCEND_910B)}

@@ -90,8 +90,13 @@ class Emitter:
     def transfer(self, b: "ScheduleBuilder", node: Node, to_device: bool) -> "Call":
         raise NotImplementedError(f"{self.kind} cannot copy values between devices")
 
+    host_memory = True   # this device's values live in host memory (False: only its own copies reach them)
+
     def copy(self, b: "ScheduleBuilder", dst: int, src: int, nbytes: str) -> list[str]:
-        """Lines that copy value src into value dst, both in this device's memory (a carried value)."""
+        """Lines that copy value src into value dst, both in this device's memory (a carried value).
+        A host memcpy only for host memory: a device whose memory the host cannot touch overrides this."""
+        if not self.host_memory:
+            raise NotImplementedError(f"{self.kind} keeps its values in device memory: it must emit its own copy")
         return [f"memcpy({b.var(dst)}, {b.var(src)}, {nbytes});"]
 
     # A node placed at load (node.load_choice) runs its host path through these two copies.

@@ -130,7 +130,10 @@ class OpenCLEmitter(Emitter):
             if n.op is Op.ATTENTION:
                 s.fields.append(f"cl_mem *{dev}_k{n.id}, *{dev}_v{n.id};   /* f16 KV cache of %{n.id}, per layer */")
                 ks = g.node(g.inputs(n.id)[1]).shape
-                load += ["{",
+                head_dim = b.ci(g.node(g.inputs(n.id)[0]).shape[2])
+                load += [f"if ({head_dim} > 256) {{ llmc_fail(err, err_len, \"attention %%{n.id}: head_dim %d exceeds "
+                         f"the OpenCL kernel's 256\", {head_dim}); goto fail; }}",
+                         "{",
                          f"    const size_t bytes = sizeof(uint16_t) * (size_t)m->n_ctx * (size_t)({b.numel(ks[1:])});",
                          f"    m->{dev}_k{n.id} = calloc((size_t)m->n_layer, sizeof(cl_mem));",
                          f"    m->{dev}_v{n.id} = calloc((size_t)m->n_layer, sizeof(cl_mem));",
@@ -344,7 +347,7 @@ class OpenCLEmitter(Emitter):
         qs, ks = g.node(q).shape, g.node(k).shape
         return [f"llmc_ocl_attention({self.h}, {mem(n.id)}, {mem(q)}, {mem(k)}, {mem(v)}, m->{dev}_k{n.id}[il], "
                 f"m->{dev}_v{n.id}[il], {mem(sinks)}, T, pos, {b.ci(qs[1])}, {b.ci(ks[1])}, {b.ci(qs[2])}, "
-                f"m->n_ctx, {_float(b, a['scale'])}, {b.ci(a['window'])}, {_float(b, a['softcap'])});"]
+                f"m->n_ctx, {_float(b, a['scale'])}, {b.ci(a['window'])}, {_float(b, a['logit_cap'])});"]
 
     def _top_k(self, b, n: Node) -> list[str]:
         x = b.graph.inputs(n.id)[0]

@@ -11,11 +11,10 @@ from llmc.codegen.core.pointwise import KernelPlan, Operand, Printer, literal
 
 _READ = {"elem": "{p}[r * n + c]", "col": "{p}[c]", "row": "{p}[r]", "scalar": "{p}[0]",
          "slice": "{p}[r * {p}_stride + {p}_offset + c]"}
-# round to IEEE half (nearest even) and back, as ggml's f16 tables read their input
+# round to IEEE half (nearest even) and back, as ggml's f16 tables read their input: the preamble's
+# round_f16 (templates/_common.cl.j2), under the name the shared pointwise lowering prints
 ROUND_F16 = """static float llmc_round_f16(float x) {
-    ushort h;
-    vstore_half_rte(x, 0, (half *)&h);
-    return vload_half(0, (const half *)&h);
+    return round_f16(x);
 }
 """
 

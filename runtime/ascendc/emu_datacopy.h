@@ -57,8 +57,9 @@ template <typename T> inline void RequireAlignedCount(uint32_t count, const char
 template <typename T>
 inline void DataCopy(const LocalTensor<T> &dst, const GlobalTensor<T> &src, const uint32_t count) {
     emu_detail::RequireAlignedCount<T>(count, "DataCopy(GM->UB)");
-    dst.EmuRequire(count, "DataCopy(GM->UB)");
+    dst.EmuWrite(count, "DataCopy(GM->UB)", ascendc_emu::kPipeMte2);
     src.EmuRequire(count, "DataCopy(GM->UB)");
+    ascendc_emu::NoteGmRead(static_cast<uint64_t>(count) * sizeof(T));
     memcpy(dst.EmuData(), src.GetPhyAddr(), static_cast<size_t>(count) * sizeof(T));
 }
 
@@ -66,8 +67,10 @@ inline void DataCopy(const LocalTensor<T> &dst, const GlobalTensor<T> &src, cons
 template <typename T>
 inline void DataCopy(const GlobalTensor<T> &dst, const LocalTensor<T> &src, const uint32_t count) {
     emu_detail::RequireAlignedCount<T>(count, "DataCopy(UB->GM)");
-    src.EmuRequire(count, "DataCopy(UB->GM)");
+    src.EmuRequire(count, "DataCopy(UB->GM)", ascendc_emu::kPipeMte3);
     dst.EmuRequire(count, "DataCopy(UB->GM)");
+    ascendc_emu::NoteGmWrite(dst.GetPhyAddr(), static_cast<uint64_t>(count) * sizeof(T),
+                             ascendc_emu::g_state.block_idx, "DataCopy(UB->GM)");
     memcpy(dst.GetPhyAddr(), src.EmuData(), static_cast<size_t>(count) * sizeof(T));
 }
 
@@ -77,8 +80,9 @@ inline void DataCopy(const LocalTensor<T> &dst, const GlobalTensor<T> &src, cons
     const uint64_t per = 32 / sizeof(T);
     const uint64_t src_end = ((p.blockCount - 1ull) * (p.blockLen + p.srcStride) + p.blockLen) * per;
     const uint64_t dst_end = ((p.blockCount - 1ull) * (p.blockLen + p.dstStride) + p.blockLen) * per;
-    dst.EmuRequire(static_cast<uint32_t>(dst_end), "DataCopy(GM->UB, DataCopyParams)");
+    dst.EmuWrite(static_cast<uint32_t>(dst_end), "DataCopy(GM->UB, DataCopyParams)", ascendc_emu::kPipeMte2);
     src.EmuRequire(src_end, "DataCopy(GM->UB, DataCopyParams)");
+    ascendc_emu::NoteGmRead(static_cast<uint64_t>(p.blockCount) * p.blockLen * 32u);
     for (uint32_t i = 0; i < p.blockCount; ++i) {
         memcpy(reinterpret_cast<uint8_t *>(dst.EmuData()) + i * (p.blockLen + p.dstStride) * 32u,
                reinterpret_cast<const uint8_t *>(src.GetPhyAddr()) + i * (p.blockLen + p.srcStride) * 32ull,
@@ -92,9 +96,11 @@ inline void DataCopy(const GlobalTensor<T> &dst, const LocalTensor<T> &src, cons
     const uint64_t per = 32 / sizeof(T);
     const uint64_t src_end = ((p.blockCount - 1ull) * (p.blockLen + p.srcStride) + p.blockLen) * per;
     const uint64_t dst_end = ((p.blockCount - 1ull) * (p.blockLen + p.dstStride) + p.blockLen) * per;
-    src.EmuRequire(static_cast<uint32_t>(src_end), "DataCopy(UB->GM, DataCopyParams)");
+    src.EmuRequire(static_cast<uint32_t>(src_end), "DataCopy(UB->GM, DataCopyParams)", ascendc_emu::kPipeMte3);
     dst.EmuRequire(dst_end, "DataCopy(UB->GM, DataCopyParams)");
     for (uint32_t i = 0; i < p.blockCount; ++i) {
+        ascendc_emu::NoteGmWrite(reinterpret_cast<uint8_t *>(dst.GetPhyAddr()) + i * (p.blockLen + p.dstStride) * 32ull,
+                                 p.blockLen * 32u, ascendc_emu::g_state.block_idx, "DataCopy(UB->GM, DataCopyParams)");
         memcpy(reinterpret_cast<uint8_t *>(dst.GetPhyAddr()) + i * (p.blockLen + p.dstStride) * 32ull,
                reinterpret_cast<const uint8_t *>(src.EmuData()) + i * (p.blockLen + p.srcStride) * 32u,
                p.blockLen * 32u);
@@ -113,9 +119,10 @@ inline void DataCopyPad(const LocalTensor<T> &dst, const GlobalTensor<T> &src, c
     }
     const uint32_t row_ub = (p.blockLen + 31u) / 32u * 32u + p.dstStride * 32u;
     const uint64_t gm_bytes = (p.blockCount - 1ull) * (p.blockLen + p.srcStride) + p.blockLen;
-    dst.EmuRequire(static_cast<uint32_t>(((p.blockCount - 1u) * row_ub + (p.blockLen + 31u) / 32u * 32u) /
-                                         sizeof(T)), "DataCopyPad(GM->UB)");
+    dst.EmuWrite(static_cast<uint32_t>(((p.blockCount - 1u) * row_ub + (p.blockLen + 31u) / 32u * 32u) /
+                                       sizeof(T)), "DataCopyPad(GM->UB)", ascendc_emu::kPipeMte2);
     src.EmuRequire(gm_bytes / sizeof(T), "DataCopyPad(GM->UB)");
+    ascendc_emu::NoteGmRead(static_cast<uint64_t>(p.blockCount) * p.blockLen);
     for (uint32_t i = 0; i < p.blockCount; ++i) {
         uint8_t *row = reinterpret_cast<uint8_t *>(dst.EmuData()) + i * row_ub;
         memcpy(row, reinterpret_cast<const uint8_t *>(src.GetPhyAddr()) + i * (p.blockLen + p.srcStride),
@@ -140,9 +147,11 @@ inline void DataCopyPad(const GlobalTensor<T> &dst, const LocalTensor<T> &src, c
     const uint32_t row_ub = (p.blockLen + 31u) / 32u * 32u + p.srcStride * 32u;
     const uint64_t gm_bytes = (p.blockCount - 1ull) * (p.blockLen + p.dstStride) + p.blockLen;
     src.EmuRequire(static_cast<uint32_t>(((p.blockCount - 1u) * row_ub + p.blockLen) / sizeof(T)),
-                   "DataCopyPad(UB->GM)");
+                   "DataCopyPad(UB->GM)", ascendc_emu::kPipeMte3);
     dst.EmuRequire(gm_bytes / sizeof(T), "DataCopyPad(UB->GM)");
     for (uint32_t i = 0; i < p.blockCount; ++i) {
+        ascendc_emu::NoteGmWrite(reinterpret_cast<uint8_t *>(dst.GetPhyAddr()) + i * (p.blockLen + p.dstStride),
+                                 p.blockLen, ascendc_emu::g_state.block_idx, "DataCopyPad(UB->GM)");
         memcpy(reinterpret_cast<uint8_t *>(dst.GetPhyAddr()) + i * (p.blockLen + p.dstStride),
                reinterpret_cast<const uint8_t *>(src.EmuData()) + i * row_ub, p.blockLen);
     }

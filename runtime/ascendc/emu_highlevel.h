@@ -26,7 +26,7 @@ inline void RmsNorm(const LocalTensor<T> &dst, const LocalTensor<T> &src, const 
     const uint32_t rows = tiling.bLength * tiling.sLength;
     const uint32_t h = tiling.hLength;
     const uint32_t n = tiling.originalHLength ? tiling.originalHLength : h;
-    dst.EmuRequire(rows * h, "RmsNorm");
+    dst.EmuWrite(rows * h, "RmsNorm");
     src.EmuRequire(rows * h, "RmsNorm");
     gamma.EmuRequire(n, "RmsNorm");
     for (uint32_t r = 0; r < rows; ++r) {

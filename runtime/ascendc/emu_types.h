@@ -25,8 +25,6 @@ struct BlockState {
     const char *kernel = "<unnamed>";
     int64_t block_idx = 0;
     int64_t block_num = 1;
-    bool vector_pending = false;   // a vector op ran and no V_S sync followed yet
-    bool sync_warned = false;
     bool leaked = false;
     char leak[256] = {0};
 };

@@ -14,7 +14,7 @@ template <typename T> using W = typename ascendc_emu::Wide<T>::type;
 
 template <typename T, typename F>
 inline void Unary(const LocalTensor<T> &dst, const LocalTensor<T> &src, uint32_t n, const char *api, F f) {
-    dst.EmuRequire(n, api);
+    dst.EmuWrite(n, api);
     src.EmuRequire(n, api);
     T *d = dst.EmuData();
     const T *s = src.EmuData();
@@ -27,7 +27,7 @@ inline void Unary(const LocalTensor<T> &dst, const LocalTensor<T> &src, uint32_t
 template <typename T, typename F>
 inline void Binary(const LocalTensor<T> &dst, const LocalTensor<T> &a, const LocalTensor<T> &b, uint32_t n,
                    const char *api, F f) {
-    dst.EmuRequire(n, api);
+    dst.EmuWrite(n, api);
     a.EmuRequire(n, api);
     b.EmuRequire(n, api);
     T *d = dst.EmuData();
@@ -67,7 +67,7 @@ template <typename T> inline void RequireReduceTmp(const LocalTensor<T> &work, u
         ascendc_emu::Fail("reduce-tmp", "%s of %u elements needs a work tensor of %u elements, got %u", api, n,
                           need, work.GetSize());
     }
-    work.EmuRequire(need, api);
+    work.EmuWrite(need, api);
 }
 
 }  // namespace emu_detail
@@ -140,7 +140,7 @@ inline void Relu(const LocalTensor<T> &dst, const LocalTensor<T> &src, const int
 template <typename T>
 inline void Duplicate(const LocalTensor<T> &dst, const T &scalarValue, const int32_t &count) {
     static_assert(sizeof(T) == 2 || sizeof(T) == 4, "ascendc-emu: rule dtype: Duplicate takes 16/32-bit types");
-    dst.EmuRequire(static_cast<uint32_t>(count), "Duplicate");
+    dst.EmuWrite(static_cast<uint32_t>(count), "Duplicate");
     for (int32_t i = 0; i < count; ++i) {
         dst.EmuData()[i] = scalarValue;
     }
@@ -287,7 +287,7 @@ inline void Cast(const LocalTensor<T> &dst, const LocalTensor<U> &src, const Rou
         ascendc_emu::Fail("cast-mode", "Cast half->int16 on Ascend310P takes CAST_RINT only");
     }
 #endif
-    dst.EmuRequire(count, "Cast");
+    dst.EmuWrite(count, "Cast");
     if constexpr (std::is_same<U, int4b_t>::value) {
         src.EmuRequire((count + 1) / 2, "Cast");
         const uint8_t *s = reinterpret_cast<const uint8_t *>(src.EmuData());
@@ -311,7 +311,7 @@ inline void ReduceSum(const LocalTensor<T> &dst, const LocalTensor<T> &src, cons
     ASCENDC_EMU_REQUIRE_FLOAT(T, "ReduceSum");
     const uint32_t n = static_cast<uint32_t>(count);
     src.EmuRequire(n, "ReduceSum");
-    dst.EmuRequire(1, "ReduceSum");
+    dst.EmuWrite(1, "ReduceSum");
     emu_detail::RequireReduceTmp(work, n, "ReduceSum");
     float *v = ascendc_emu::g_reduce_scratch;
     for (uint32_t i = 0; i < n; ++i) {
@@ -327,7 +327,7 @@ inline void ReduceMax(const LocalTensor<T> &dst, const LocalTensor<T> &src, cons
     ASCENDC_EMU_REQUIRE_FLOAT(T, "ReduceMax");
     const uint32_t n = static_cast<uint32_t>(count);
     src.EmuRequire(n, "ReduceMax");
-    dst.EmuRequire(calIndex ? 2 : 1, "ReduceMax");
+    dst.EmuWrite(calIndex ? 2 : 1, "ReduceMax");
     emu_detail::RequireReduceTmp(work, n, "ReduceMax");
     uint32_t best = 0;
     for (uint32_t i = 1; i < n; ++i) {
@@ -362,7 +362,7 @@ inline void WholeReduce(const LocalTensor<T> &dst, const LocalTensor<T> &src, in
                                                 ((mask - 1) / per_block) * src_blk_stride * per_block +
                                                 (mask - 1) % per_block + 1);
     src.EmuRequire(last, api);
-    dst.EmuRequire(static_cast<uint32_t>((repeat - 1) * dst_rep_stride) * out_width + out_width, api);
+    dst.EmuWrite(static_cast<uint32_t>((repeat - 1) * dst_rep_stride) * out_width + out_width, api);
     float *v = ascendc_emu::g_reduce_scratch;
     for (int32_t r = 0; r < repeat; ++r) {
         const T *base = src.EmuData() + r * src_rep_stride * per_block;
@@ -436,7 +436,7 @@ inline void Compare(const LocalTensor<U> &dst, const LocalTensor<T> &src0, const
     emu_detail::RequireCompareCount<T>(count, "Compare");
     src0.EmuRequire(count, "Compare");
     src1.EmuRequire(count, "Compare");
-    dst.EmuRequire(static_cast<uint32_t>((count / 8 + sizeof(U) - 1) / sizeof(U)), "Compare");
+    dst.EmuWrite(static_cast<uint32_t>((count / 8 + sizeof(U) - 1) / sizeof(U)), "Compare");
     uint8_t *bits = reinterpret_cast<uint8_t *>(dst.EmuData());
     memset(bits, 0, count / 8);
     for (uint32_t i = 0; i < count; ++i) {
@@ -453,7 +453,7 @@ inline void Compares(const LocalTensor<U> &dst, const LocalTensor<T> &src, const
     ASCENDC_EMU_REQUIRE_FLOAT(T, "Compares");
     emu_detail::RequireCompareCount<T>(count, "Compares");
     src.EmuRequire(count, "Compares");
-    dst.EmuRequire(static_cast<uint32_t>((count / 8 + sizeof(U) - 1) / sizeof(U)), "Compares");
+    dst.EmuWrite(static_cast<uint32_t>((count / 8 + sizeof(U) - 1) / sizeof(U)), "Compares");
     uint8_t *bits = reinterpret_cast<uint8_t *>(dst.EmuData());
     memset(bits, 0, count / 8);
     for (uint32_t i = 0; i < count; ++i) {
@@ -471,7 +471,7 @@ inline void Select(const LocalTensor<T> &dst, const LocalTensor<U> &selMask, con
     if (selMode != SELMODE::VSEL_TENSOR_TENSOR_MODE) {
         ascendc_emu::Fail("dtype", "Select with two tensors needs SELMODE::VSEL_TENSOR_TENSOR_MODE");
     }
-    dst.EmuRequire(count, "Select");
+    dst.EmuWrite(count, "Select");
     src0.EmuRequire(count, "Select");
     src1.EmuRequire(count, "Select");
     const uint8_t *bits = reinterpret_cast<const uint8_t *>(selMask.EmuData());
@@ -488,7 +488,7 @@ inline void Select(const LocalTensor<T> &dst, const LocalTensor<U> &selMask, con
     if (selMode != SELMODE::VSEL_TENSOR_SCALAR_MODE) {
         ascendc_emu::Fail("dtype", "Select with a scalar needs SELMODE::VSEL_TENSOR_SCALAR_MODE");
     }
-    dst.EmuRequire(count, "Select");
+    dst.EmuWrite(count, "Select");
     src0.EmuRequire(count, "Select");
     const uint8_t *bits = reinterpret_cast<const uint8_t *>(selMask.EmuData());
     for (uint32_t i = 0; i < count; ++i) {
@@ -502,7 +502,7 @@ template <typename T>
 inline void Gather(const LocalTensor<T> &dst, const LocalTensor<T> &src, const LocalTensor<uint32_t> &srcOffset,
                    const uint32_t srcBaseAddr, const uint32_t count) {
     static_assert(sizeof(T) == 2 || sizeof(T) == 4, "ascendc-emu: rule dtype: Gather takes 16/32-bit types");
-    dst.EmuRequire(count, "Gather");
+    dst.EmuWrite(count, "Gather");
     srcOffset.EmuRequire(count, "Gather");
     const uint64_t src_bytes = static_cast<uint64_t>(src.GetSize()) * sizeof(T);
     for (uint32_t i = 0; i < count; ++i) {

@@ -62,15 +62,28 @@ class CompiledKernel:
     symbol: str
 
     def call(self, buffers: list[np.ndarray], tiling: bytes, block_dim: int) -> None:
+        """Run on `buffers` (contiguous; outputs written back in place). Each is staged in a block as
+        large as aclrtMalloc would give it on a board (its size rounded up to 32 bytes, plus 32), as the
+        emulator's GM bounds assume (emu_device.h AclAllocBytes)."""
         ffi = self.ffi
         tiling_buf = np.frombuffer(bytearray(tiling), dtype=np.uint8)
-        argv = []
+        staged, argv = [], []
         for buf in [*buffers, tiling_buf]:
-            argv += [ffi.cast("uint8_t *", ffi.from_buffer(buf, require_writable=True)), buf.nbytes]
+            block = np.zeros(acl_alloc_bytes(buf.nbytes), dtype=np.uint8)
+            block[:buf.nbytes] = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+            staged.append(block)
+            argv += [ffi.cast("uint8_t *", ffi.from_buffer(block, require_writable=True)), buf.nbytes]
         err = ffi.new(f"char[{_ERR_LEN}]")
         rc = getattr(self.lib, self.symbol)(*argv, block_dim, err, _ERR_LEN)
+        for buf, block in zip(buffers, staged):
+            buf.reshape(-1).view(np.uint8)[:] = block[:buf.nbytes]
         if rc != 0:
             raise AscendCRuleError(ffi.string(err).decode(errors="replace"))
+
+
+def acl_alloc_bytes(size: int) -> int:
+    """Bytes aclrtMalloc hands out for `size` (CANN: rounded up to 32, plus 32)."""
+    return (size + 31) // 32 * 32 + 32
 
 
 _CACHE: dict[str, CompiledKernel] = {}

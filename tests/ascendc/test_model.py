@@ -115,7 +115,7 @@ def test_launches_do_not_grow_with_tokens_and_tilings_upload_once(qwen2_q8_path,
 
 
 def test_an_n_ctx_attention_cannot_tile_is_refused_at_load(qwen2_q8_path, tmp_path):
-    """A row's attention scores stay in UB (docs/ascendc.md §13): an n_ctx beyond that is a load error
+    """A row's attention scores stay in UB (docs/ascendc.md §14): an n_ctx beyond that is a load error
     naming the limit, not a failure at the first long step."""
     compile_model(os.path.join(ARCHS, "qwen2.llmc"), "ascend910b", str(tmp_path), gguf=qwen2_q8_path)
     llmc.load(str(tmp_path), qwen2_q8_path, n_ctx=4096)

@@ -206,15 +206,49 @@ def test_attention(window, sinks, T, softcap, seed):
     s = rng.standard_normal(Hq).astype(f32) if sinks else None
     dev = need_opencl()
     K, V = dev.buffer(cache_k), dev.buffer(cache_v)
-    dev.run(dev.kernel(_source(None), "kv_store_f32"), (T * Hkv * d,), ("m", K), ("m", V), ("m", dev.buffer(k_new)),
+    kv_store = dev.kernel(_source(None), "kv_store_f32")          # fills a cache from outside attention
+    K2 = dev.buffer(cache_k)
+    dev.run(kv_store, (T * Hkv * d,), ("m", K2), ("m", dev.buffer(cache_v)), ("m", dev.buffer(k_new)),
             ("m", dev.buffer(v_new)), ("l", pos * Hkv * d))
-    cache_k[pos:pos + T], cache_v[pos:pos + T] = k_new, v_new
-    np.testing.assert_array_equal(dev.read(K, cache_k.shape, np.float16), cache_k)
     out = dev.buffer(nbytes=q.nbytes)
     scores = dev.buffer(nbytes=T * Hq * n_ctx * 4)
-    dev.run(dev.kernel(_source(None), "attention_f32"), (Hq, T), ("m", out), ("m", dev.buffer(q)), ("m", K), ("m", V),
+    dev.run(dev.kernel(_source(None), "attention_f32"), (Hq, T), ("m", out), ("m", dev.buffer(q)),
+            ("m", dev.buffer(k_new)), ("m", dev.buffer(v_new)), ("m", K), ("m", V),
             ("m", None if s is None else dev.buffer(s)), ("m", scores), ("i", pos), ("i", Hq), ("i", Hkv), ("i", d),
             ("i", n_ctx), ("f", 0.25), ("i", window), ("f", softcap))
+    cache_k[pos:pos + T], cache_v[pos:pos + T] = k_new, v_new        # attention stored this step's rows
+    np.testing.assert_array_equal(dev.read(K, cache_k.shape, np.float16), cache_k)
+    np.testing.assert_array_equal(dev.read(V, cache_v.shape, np.float16), cache_v)
+    np.testing.assert_array_equal(dev.read(K2, cache_k.shape, np.float16), cache_k)
     want = reference.attention(q, cache_k[:pos + T].astype(f32), cache_v[:pos + T].astype(f32),
                                np.arange(pos, pos + T), 0.25, window, s, softcap)
     np.testing.assert_allclose(dev.read(out, want.shape), want, rtol=1e-5, atol=1e-5)
+
+
+def test_f16_conversions_match_ieee():
+    """round_f16 and llmc_f16_to_f32 are bit operations (the drivers' vload_half/vstore_half_rte can be slow
+    software routines): every f16 value converts exactly, and f32 values round to nearest even like numpy,
+    at ties, around the subnormal and overflow edges, and for infinities and NaN."""
+    from llmc.codegen.opencl.kernels import ENV
+    dev = need_opencl()
+    src = ENV.from_string('{% from "_common.cl.j2" import preamble %}{{ preamble(["test"]) }}').render() + """
+__kernel void widen(__global float *y, __global const ushort *h) { y[get_global_id(0)] = llmc_f16_to_f32(h[get_global_id(0)]); }
+__kernel void narrow(__global float *y, __global const float *x) { y[get_global_id(0)] = round_f16(x[get_global_id(0)]); }
+"""
+    bits = np.arange(65536, dtype=np.uint16)
+    y = dev.buffer(nbytes=65536 * 4)
+    dev.run(dev.kernel(src, "widen"), (65536,), ("m", y), ("m", dev.buffer(bits)))
+    want = bits.view(np.float16).astype(f32)
+    got = dev.read(y, (65536,))
+    np.testing.assert_array_equal(got.view(np.uint32)[~np.isnan(want)], want.view(np.uint32)[~np.isnan(want)])
+    assert np.isnan(got[np.isnan(want)]).all()
+    rng = np.random.default_rng(0)
+    halves = bits.view(np.float16).astype(np.float64)
+    finite = halves[np.isfinite(halves)]
+    ties = (np.sort(finite)[1:] + np.sort(finite)[:-1]) / 2          # exactly between two f16 values
+    x = np.concatenate([ties, ties + 1e-12, ties - 1e-12, [65504, 65519.99, 65520, 70000, np.inf, -np.inf, np.nan],
+                        rng.standard_normal(4096) * 10.0 ** rng.integers(-9, 5, 4096)]).astype(f32)
+    y = dev.buffer(nbytes=x.nbytes)
+    dev.run(dev.kernel(src, "narrow"), (len(x),), ("m", y), ("m", dev.buffer(x)))
+    got, want = dev.read(y, x.shape), x.astype(np.float16).astype(f32)
+    np.testing.assert_array_equal(got, want)

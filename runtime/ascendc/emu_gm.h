@@ -1,0 +1,168 @@
+// ascendc-emu: what the blocks of one launch do to GM, and what a launch costs. Included by
+// kernel_operator.h.
+//
+// Blocks run one after another here but concurrently on a chip, so two blocks writing the same GM bytes
+// in one launch race (rule gm-overlap). Every GM write (DataCopy/DataCopyPad UB->GM, GlobalTensor::SetValue)
+// is logged as a byte range with its block; at the end of the launch the ranges are sorted and any byte
+// two blocks wrote stops the launch.
+//
+// Cost counters (the cost model of llmc/bench.py reads them through ascendc_emu_cost): per launch the GM
+// bytes each block moved in (MTE2) and out (MTE3), its vector repeats (one per 256 bytes an operation
+// touches, at least one per call), its scalar UB accesses (GetValue/SetValue) and the flag waits its
+// pipes did. A chip runs the blocks in parallel, so a launch's time is set by its largest block.
+#ifndef LLMC_ASCENDC_EMU_GM_H
+#define LLMC_ASCENDC_EMU_GM_H
+
+#include <algorithm>
+#include <vector>
+
+namespace ascendc_emu {
+
+struct GmWrite {
+    uintptr_t begin, end;
+    int64_t block;
+    const char *api;
+};
+
+struct BlockCost {
+    uint64_t gm_in = 0, gm_out = 0, vector_repeats = 0, scalar_accesses = 0, waits = 0;
+};
+
+// One launch, as the cost model sees it (plain C layout: read from Python through ctypes/cffi).
+struct LaunchRecord {
+    char kernel[48];
+    uint32_t blocks;
+    uint32_t pad;
+    uint64_t gm_in, gm_out;                     // all blocks
+    uint64_t max_block_gm;                      // the busiest block's GM bytes (in + out)
+    uint64_t max_block_vector_repeats;
+    uint64_t max_block_scalar_accesses;
+    uint64_t max_block_waits;
+    uint64_t blocking_before;                   // host blocking calls counted before this launch (emu_device.h)
+};
+
+constexpr size_t kMaxLaunchRecords = 1u << 17;
+
+struct LaunchLog {
+    std::vector<GmWrite> writes;
+    BlockCost block, max;
+    uint64_t gm_in = 0, gm_out = 0;
+    LaunchRecord *records = nullptr;            // kMaxLaunchRecords, allocated on first use
+    uint64_t n_records = 0;                     // launches since the last reset (may exceed the array)
+};
+
+inline LaunchLog g_launch;
+
+inline BlockCost &Cost() { return g_launch.block; }
+
+inline void NoteGmWrite(const void *p, uint64_t bytes, int64_t block, const char *api) {
+    if (bytes == 0) {
+        return;
+    }
+    const uintptr_t b = reinterpret_cast<uintptr_t>(p);
+    std::vector<GmWrite> &w = g_launch.writes;
+    if (!w.empty() && w.back().block == block && w.back().end == b) {
+        w.back().end = b + bytes;   // contiguous with the previous write of this block
+    } else {
+        w.push_back(GmWrite{b, b + bytes, block, api});
+    }
+    g_launch.block.gm_out += bytes;
+}
+
+inline void NoteGmRead(uint64_t bytes) { g_launch.block.gm_in += bytes; }
+
+// A vector operation costs one repeat per 256 bytes of its largest operand (at least one): the operand
+// checks note their sizes, NoteVectorOp (called once per operation) turns the largest into repeats.
+inline uint64_t g_vector_operand_bytes = 0;
+inline void NoteOperand(int pipe, uint64_t bytes) {
+    if (pipe == 1 /* kPipeV */ && bytes > g_vector_operand_bytes) {
+        g_vector_operand_bytes = bytes;
+    }
+}
+inline void NoteVectorOp() {
+    const uint64_t b = g_vector_operand_bytes;
+    g_launch.block.vector_repeats += b / 256 + (b % 256 != 0) + (b == 0);
+    g_vector_operand_bytes = 0;
+}
+
+inline void BeginLaunch() {
+    g_launch.writes.clear();
+    g_launch.max = BlockCost();
+    g_launch.gm_in = g_launch.gm_out = 0;
+}
+
+inline void EndBlockCost() {
+    BlockCost &b = g_launch.block, &m = g_launch.max;
+    g_launch.gm_in += b.gm_in;
+    g_launch.gm_out += b.gm_out;
+    if (b.gm_in + b.gm_out > m.gm_in) {
+        m.gm_in = b.gm_in + b.gm_out;   // max.gm_in holds the busiest block's total
+    }
+    m.vector_repeats = std::max(m.vector_repeats, b.vector_repeats);
+    m.scalar_accesses = std::max(m.scalar_accesses, b.scalar_accesses);
+    m.waits = std::max(m.waits, b.waits);
+    b = BlockCost();
+}
+
+// Called after the last block: overlap check, then the launch's cost record.
+inline void EndLaunch(const char *kernel, uint32_t blocks) {
+    std::vector<GmWrite> &w = g_launch.writes;
+    std::sort(w.begin(), w.end(), [](const GmWrite &a, const GmWrite &b) { return a.begin < b.begin; });
+    // Sweep in start order keeping the furthest-reaching range (i1) and the furthest-reaching one of any
+    // other block (i2): a range overlaps another block's write iff the furthest of the other blocks
+    // reaches past its start.
+    size_t i1 = SIZE_MAX, i2 = SIZE_MAX;
+    for (size_t i = 0; i < w.size(); ++i) {
+        const size_t other = (i1 != SIZE_MAX && w[i1].block != w[i].block) ? i1 : i2;
+        if (other != SIZE_MAX && w[other].end > w[i].begin) {
+            Fail("gm-overlap", "blocks %lld (%s) and %lld (%s) both write GM bytes %p..%p in one launch: on a "
+                 "chip the cores race", static_cast<long long>(w[other].block), w[other].api,
+                 static_cast<long long>(w[i].block), w[i].api, reinterpret_cast<void *>(w[i].begin),
+                 reinterpret_cast<void *>(std::min(w[i].end, w[other].end)));
+        }
+        if (i1 == SIZE_MAX || w[i].block == w[i1].block) {
+            if (i1 == SIZE_MAX || w[i].end > w[i1].end) {
+                i1 = i;
+            }
+        } else if (w[i].end > w[i1].end) {
+            i2 = i1;
+            i1 = i;
+        } else if (i2 == SIZE_MAX || w[i].end > w[i2].end) {
+            i2 = i;
+        }
+    }
+    if (g_launch.records == nullptr) {
+        g_launch.records = static_cast<LaunchRecord *>(calloc(kMaxLaunchRecords, sizeof(LaunchRecord)));
+    }
+    if (g_launch.records != nullptr && g_launch.n_records < kMaxLaunchRecords) {
+        LaunchRecord &r = g_launch.records[g_launch.n_records];
+        snprintf(r.kernel, sizeof r.kernel, "%s", kernel);
+        r.blocks = blocks;
+        r.gm_in = g_launch.gm_in;
+        r.gm_out = g_launch.gm_out;
+        r.max_block_gm = g_launch.max.gm_in;
+        r.max_block_vector_repeats = g_launch.max.vector_repeats;
+        r.max_block_scalar_accesses = g_launch.max.scalar_accesses;
+        r.max_block_waits = g_launch.max.waits;
+        r.blocking_before = g_heap.blocking_calls;
+    }
+    ++g_launch.n_records;
+}
+
+}  // namespace ascendc_emu
+
+// The cost log for the cost model: the number of launches since the last reset, and a pointer to their
+// records (at most kMaxLaunchRecords). `reset` != 0 empties the log after reading.
+extern "C" __attribute__((used, visibility("default"))) inline uint64_t ascendc_emu_cost(const ascendc_emu::LaunchRecord **records,
+                                                                 int reset) {
+    const uint64_t n = ascendc_emu::g_launch.n_records;
+    if (records != nullptr) {
+        *records = ascendc_emu::g_launch.records;
+    }
+    if (reset) {
+        ascendc_emu::g_launch.n_records = 0;
+    }
+    return n;
+}
+
+#endif  // LLMC_ASCENDC_EMU_GM_H
