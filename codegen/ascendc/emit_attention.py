@@ -41,7 +41,7 @@ def call(emitter, b, n: Node, where: str) -> Call:
         f"if (!{store}(m->asc, {cache}, {b.var(k)}, {b.var(v)}, m->asc_rows, {dims}, err, err_len)) return 0;",
         (f"if (!{attend}(m->asc, {b.var(n.id)}, {b.var(q)}, {cache}, {sink}, m->asc_rows, T, {b.ci(qs[1])}, "
          f"{b.ci(ks[1])}, {b.ci(ks[2])}, m->n_ctx, m->n_seq, (float)({b.c(a['scale'])}), "
-         f"(long)({b.c(a['window'])}), (float)({b.c(a['softcap'])}), err, err_len)) return 0;")])
+         f"(long)({b.c(a['window'])}), (float)({b.c(a['logit_cap'])}), err, err_len)) return 0;")])
 
 
 def setup(emitter, b, mine: list[Node]) -> None:
