@@ -229,6 +229,15 @@ def test_two_blocks_writing_the_same_gm():
     launch("disjoint", BUF + WRITE_OUT.format(offset="GetBlockIdx() * 64"), block_dim=4)
 
 
+def test_a_block_reading_what_another_block_writes():
+    """Block b reads the slice block b + 1 writes: on a chip it sees old or new data by timing."""
+    race = WRITE_OUT.replace("DataCopy(ta, xGm[{offset}], 64);", "DataCopy(ta, xGm[{offset} + 64], 64);")
+    with pytest.raises(AscendCRuleError) as info:
+        launch("read_race", BUF + race.format(offset="GetBlockIdx() * 64"), block_dim=2)
+    assert "rule gm-race: block 0 reads GM bytes" in str(info.value)
+    assert "that block 1 writes (DataCopy(UB->GM))" in str(info.value)
+
+
 def test_gm_bounds_are_the_real_buffer_not_the_declared_size():
     """The kernel declares 4096 floats over a 1024-float buffer (which aclrtMalloc would round up by 32
     bytes, 8 floats): an access past those 1032 floats is refused."""
