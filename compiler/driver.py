@@ -31,6 +31,7 @@ from .plan_memory import MemoryPlan, plan_memory
 
 FORMAT_VERSION = 1
 GROUPED_MATMULS = ("c", "opencl")       # codegen kinds that run a matmul group as one call
+DECIDED_AT_LOAD = ("opencl",)           # codegen kinds that generate both paths of a node placed at load
 
 
 @dataclass
@@ -57,7 +58,8 @@ def pipeline(profile: DeviceProfile, profiles: dict[str, DeviceProfile],
         ("eliminate_dead_code", eliminate_dead_code),
         ("fuse_ops", fuse_ops),
         ("decompose_ops", lambda g: decompose_ops(g, profile, context)),
-        ("partition_graph", lambda g: partition_graph(g, profile, profiles, context)),
+        ("partition_graph", lambda g: partition_graph(g, profile, profiles, context,
+                                                      lambda p: p.codegen in DECIDED_AT_LOAD)),
         ("insert_transfers", insert_transfers),
         ("group_matmuls", lambda g: group_matmuls(g, lambda dev: dev in profiles
                                                   and profiles[dev].codegen in GROUPED_MATMULS)),

@@ -4,7 +4,7 @@
 
 With no arguments: the llama architecture with the default model (SmolLM2-135M-Instruct Q4_1). For a
 Qwen2 model: `python examples/compile_for_device.py qwen2 qwen2.5-0.5b-instruct-q4_0.gguf`.
-The compiler decides placement from the file's weight types (310B's AscendC matvecs take Q4_0 and Q8_0,
+The compiler decides placement from the file's weight types (310B's AscendC matmuls take Q4_0 and Q8_0,
 so SmolLM2's Q4_1 matmuls stay on the CPU, each with its reason) and fits the context to the board's
 memory, which the NPU shares with the CPU.
 """

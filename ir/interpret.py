@@ -103,7 +103,7 @@ def _attention(it, nid, layer, ins, a):
     kc[start:end] = k.astype(np.float16)
     vc[start:end] = v.astype(np.float16)
     return ref.attention(q, kc[:end], vc[:end], it.positions, a["scale"], int(a["window"]), _data(sinks),
-                         a.get("softcap", 0.0))
+                         a.get("logit_cap", 0.0))
 
 
 _RUN: dict[Op, Callable] = {

@@ -32,7 +32,7 @@ _FIXED = {
     "ATTENTION": "attention",
 }
 Op = enum.Enum("Op", {**_FIXED, **{name.upper(): name for name in pointwise.OPS}})
-Op.__doc__ = "The op vocabulary: the fixed ops above and every op of ir/pointwise.py (Op.SILU, Op.GELU, ...)."
+Op.__doc__ = "The op vocabulary: the fixed ops above and every op of ir/pointwise.py (Op.<NAME> for each name there)."
 POINTWISE: frozenset = frozenset(Op(name) for name in pointwise.OPS)   # ops defined in ir/pointwise.py
 
 
@@ -80,9 +80,10 @@ SPECS: dict[Op, OpSpec] = {s.op: s for s in [*[
     _spec(Op.WEIGHTED_SUM, ["x", "weights"], doc="sum over k of x (T, k, n) * weights (T, k) -> (T, n)"),
     _spec(Op.RESHAPE, ["x"], {"shape": None}, doc="same data, new shape"),
     _spec(Op.TRANSFER, ["x"], {"src": None, "dst": None}, doc="copy between devices"),
-    _spec(Op.ATTENTION, ["q", "k", "v", "sinks?"], {"scale": None, "window": 0, "softcap": 0.0}, composite=True,
+    _spec(Op.ATTENTION, ["q", "k", "v", "sinks?"], {"scale": None, "window": 0, "logit_cap": 0.0},
+          composite=True,
           doc="causal GQA attention over the KV cache of this layer; q (T, Hq, D), k/v (T, Hkv, D); "
-              "softcap > 0 caps the logits: softcap * tanh(q·k * scale / softcap) (Gemma 2)"),
+              "logit_cap > 0 caps the logits: logit_cap * tanh(q·k * scale / logit_cap) (Gemma 2)"),
 ], *[_spec(Op(p.name), p.inputs, p.attrs, p.composite, p.doc) for p in pointwise.OPS.values()]]}
 assert set(SPECS) == set(Op), "every op needs a spec"
 
@@ -117,53 +118,77 @@ def _broadcast(a: Shape, b: Shape, env: DimEnv, op: str) -> Shape:
 
 
 def infer_shape(op: Op, shapes: Sequence[Shape | None], attrs: Mapping[str, Expr], env: DimEnv) -> Shape:
-    """The output shape of op given its input shapes (None for an absent optional input).
+    """The output shape of op given its input shapes (None for an absent optional input), by the op's row
+    of SHAPE_RULES.
 
     env binds whatever is known (hyperparameters); dims that can't be compared yet are accepted and
     checked again when a GGUF file binds them.
     """
-    s = shapes
-    if op in POINTWISE:
-        return _pointwise_shape(op, s, attrs, env)
-    if op is Op.TRANSFER:
-        return s[0]
-    if op is Op.EMBED:
-        _rank(s[0], 2, "embed table")
-        return s[1] + (s[0][1],)
-    if op is Op.MATMUL:
-        _rank(s[1], 2, "matmul weight")
-        _expect(s[0][-1], s[1][1], env, f"matmul of x {_fmt(s[0])} by weight {_fmt(s[1])}: input features")
-        if s[2] is not None:
-            _expect(s[2][-1], s[1][0], env, f"matmul bias {_fmt(s[2])} vs weight {_fmt(s[1])}")
-        return s[0][:-1] + (s[1][0],)
-    if op is Op.ROPE:
-        _rank(s[0], 3, "rope input (T, heads, head_dim)")
-        return s[0]
-    if op is Op.TOPK:
-        return s[0][:-1] + (attrs["k"],)
-    if op is Op.GATHER:
-        return s[1]
-    if op is Op.MOE_MATMUL:
-        _rank(s[1], 3, "moe_matmul weight (experts, out, in)")
-        _expect(s[0][-1], s[1][2], env, f"moe_matmul of x {_fmt(s[0])} by experts {_fmt(s[1])}: features")
-        return (s[0][0], s[2][-1], s[1][1])
-    if op is Op.WEIGHTED_SUM:
-        _rank(s[0], 3, "weighted_sum input (T, k, n)")
-        _expect(s[0][1], s[1][-1], env, f"weighted_sum of {_fmt(s[0])} by weights {_fmt(s[1])}")
-        return (s[0][0], s[0][2])
-    if op is Op.RESHAPE:
-        new = tuple(attrs["shape"])
-        old_n, new_n = _try_numel(s[0], env), _try_numel(new, env)
-        if old_n is not None and new_n is not None and old_n != new_n:
-            raise ShapeError(f"reshape of {_fmt(s[0])} ({old_n} elements) to {_fmt(new)} ({new_n} elements)")
-        return new
-    if op is Op.ATTENTION:
-        for name, shape in zip("qkv", s[:3]):
-            _rank(shape, 3, f"attention {name} (T, heads, head_dim)")
-        _expect(s[0][2], s[1][2], env, f"attention head size of q {_fmt(s[0])} and k {_fmt(s[1])}")
-        _expect(s[1][1], s[2][1], env, f"attention kv heads of k {_fmt(s[1])} and v {_fmt(s[2])}")
-        return (s[0][0], BinOp("*", s[0][1], s[2][2]))
-    raise ShapeError(f"no shape rule for {op.value}")
+    rule = _pointwise_shape if op in POINTWISE else SHAPE_RULES.get(op)
+    if rule is None:
+        raise ShapeError(f"no shape rule for {op.value}")
+    return rule(op, shapes, attrs, env)
+
+
+def _embed_shape(op, s, attrs, env) -> Shape:
+    _rank(s[0], 2, "embed table")
+    return s[1] + (s[0][1],)
+
+
+def _matmul_shape(op, s, attrs, env) -> Shape:
+    _rank(s[1], 2, "matmul weight")
+    _expect(s[0][-1], s[1][1], env, f"matmul of x {_fmt(s[0])} by weight {_fmt(s[1])}: input features")
+    if s[2] is not None:
+        _expect(s[2][-1], s[1][0], env, f"matmul bias {_fmt(s[2])} vs weight {_fmt(s[1])}")
+    return s[0][:-1] + (s[1][0],)
+
+
+def _rope_shape(op, s, attrs, env) -> Shape:
+    _rank(s[0], 3, "rope input (T, heads, head_dim)")
+    return s[0]
+
+
+def _moe_matmul_shape(op, s, attrs, env) -> Shape:
+    _rank(s[1], 3, "moe_matmul weight (experts, out, in)")
+    _expect(s[0][-1], s[1][2], env, f"moe_matmul of x {_fmt(s[0])} by experts {_fmt(s[1])}: features")
+    return (s[0][0], s[2][-1], s[1][1])
+
+
+def _weighted_sum_shape(op, s, attrs, env) -> Shape:
+    _rank(s[0], 3, "weighted_sum input (T, k, n)")
+    _expect(s[0][1], s[1][-1], env, f"weighted_sum of {_fmt(s[0])} by weights {_fmt(s[1])}")
+    return (s[0][0], s[0][2])
+
+
+def _reshape_shape(op, s, attrs, env) -> Shape:
+    new = tuple(attrs["shape"])
+    old_n, new_n = _try_numel(s[0], env), _try_numel(new, env)
+    if old_n is not None and new_n is not None and old_n != new_n:
+        raise ShapeError(f"reshape of {_fmt(s[0])} ({old_n} elements) to {_fmt(new)} ({new_n} elements)")
+    return new
+
+
+def _attention_shape(op, s, attrs, env) -> Shape:
+    for name, shape in zip("qkv", s[:3]):
+        _rank(shape, 3, f"attention {name} (T, heads, head_dim)")
+    _expect(s[0][2], s[1][2], env, f"attention head size of q {_fmt(s[0])} and k {_fmt(s[1])}")
+    _expect(s[1][1], s[2][1], env, f"attention kv heads of k {_fmt(s[1])} and v {_fmt(s[2])}")
+    return (s[0][0], BinOp("*", s[0][1], s[2][2]))
+
+
+# The shape rule of each op with a hand-written kernel; pointwise ops share _pointwise_shape.
+SHAPE_RULES: dict[Op, Callable[..., Shape]] = {
+    Op.TRANSFER: lambda op, s, attrs, env: s[0],
+    Op.EMBED: _embed_shape,
+    Op.MATMUL: _matmul_shape,
+    Op.ROPE: _rope_shape,
+    Op.TOPK: lambda op, s, attrs, env: s[0][:-1] + (attrs["k"],),
+    Op.GATHER: lambda op, s, attrs, env: s[1],
+    Op.MOE_MATMUL: _moe_matmul_shape,
+    Op.WEIGHTED_SUM: _weighted_sum_shape,
+    Op.RESHAPE: _reshape_shape,
+    Op.ATTENTION: _attention_shape,
+}
 
 
 def _pointwise_shape(op, s: list, attrs: Mapping[str, Expr], env: DimEnv) -> Shape:

@@ -102,15 +102,15 @@ def rope(x: np.ndarray, positions: np.ndarray, mode: str, n_dims: int, base: flo
 
 
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np.ndarray, scale: float,
-              window: int, sinks: np.ndarray | None, softcap: float = 0.0) -> np.ndarray:
+              window: int, sinks: np.ndarray | None, logit_cap: float = 0.0) -> np.ndarray:
     """Causal GQA attention of this step's queries over the cache.
 
     q (T, Hq, D) f32; k_cache, v_cache (n_kv, Hkv, D) already holding this step's keys (stored as f16);
     q_pos (T,) absolute positions; key j is visible to query t iff j <= q_pos[t] and
     (window == 0 or q_pos[t] - j < window). sinks (Hq,) are extra logits, unscaled, only in the
-    denominator. softcap > 0 caps each logit: softcap * tanh(q·k * (scale / softcap)), as ggml's CPU flash
-    attention does (ggml-cpu/ops.cpp: scale /= logit_softcap; s = logit_softcap * tanhf(s * scale)); with
-    scale 1 (Gemma 2 scales q instead) that is also the non-flash tanh(kq / c) * c. Returns (T, Hq * D)."""
+    denominator. logit_cap > 0 caps each logit: logit_cap * tanh(q·k * (scale / logit_cap)), as ggml's
+    CPU flash attention does (ggml-cpu/ops.cpp divides scale by the cap, then takes cap * tanhf(s * scale));
+    with scale 1 (Gemma 2 scales q instead) that is also the non-flash tanh(kq / c) * c. Returns (T, Hq * D)."""
     T, n_head, d = q.shape
     n_kv, n_head_kv, dv = v_cache.shape
     group = n_head // n_head_kv
@@ -125,8 +125,8 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
     for h in range(n_head):
         kh = k[:, h // group, :]                            # (n_kv, D)
         s = qh[:, h, :] @ kh.T                              # (T, n_kv)
-        if softcap > 0:
-            s = f32(softcap) * np.tanh((s * f32(f32(scale) / f32(softcap))).astype(f32)).astype(np.float64)
+        if logit_cap > 0:
+            s = f32(logit_cap) * np.tanh((s * f32(f32(scale) / f32(logit_cap))).astype(f32)).astype(np.float64)
         else:
             s = s * scale
         s = np.where(visible, s, -np.inf)

@@ -15,7 +15,6 @@ from llmc.codegen.ascendc.kernels import (
     KernelArg,
     TilingField,
     add,
-    matmul,
     rms_norm,
     rope,
 )
@@ -32,7 +31,6 @@ __all__ = [
     "KernelArg",
     "TilingField",
     "add",
-    "matmul",
     "rms_norm",
     "rope",
 ]

@@ -27,7 +27,9 @@ from llmc.compiler.plan_memory import value_bytes
 from llmc.ir.graph import Node
 from llmc.ir.ops import POINTWISE, Op
 
+from . import emit_attention as EA
 from . import kernels as K
+from . import matmul as MM
 from . import pointwise as AP
 from .kernels import AscendChip, AscendCodegenError, AscendKernel
 
@@ -47,21 +49,25 @@ class Entry:
 
 _MATMUL = ("float *y, const void *qs, const void *scales, const float *x, const float *bias, long tokens, long rows, "
            "long kdim")
+_EMBED = "float *y, const void *qs, const void *scales, const int32_t *ids, long tokens, long rows, long kdim"
 ENTRIES: dict[str, Entry] = {
     "rope": Entry(lambda c: K.rope(c, 1, 1, 8),
                   "float *y, const float *x, const float *cos_table, const float *sin_table, long tokens, "
                   "long heads, long head_dim, long n_dims, int neox", ("x", "cos_table", "sin_table", "y")),
-    "matmul_q4_0": Entry(lambda c: K.matmul(c, "q4_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
-    "matmul_q8_0": Entry(lambda c: K.matmul(c, "q8_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
+    "matmul_q4_0": Entry(lambda c: MM.matmul(c, "q4_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
+    "matmul_q8_0": Entry(lambda c: MM.matmul(c, "q8_0", 8, 64), _MATMUL, ("qs", "scales", "x", "bias", "y")),
+    **{key: Entry(EA.BUILD[key], params, gm) for key, (params, gm) in EA.ENTRY_PARAMS.items()},
+    **{f"embed_{q}": Entry(lambda c, q=q: MM.embed(c, q, 8, 64), _EMBED, ("qs", "scales", "ids", "y"))
+       for q in ("q4_0", "q8_0")},
 }
 # Pointwise ops and fused chains get entries generated from their plans (AscendCEmitter._generated).
 # Tiling fields the host computes outside the family's plan (kernels.py TilingField names -> C).
-_EXTRA_FIELDS: dict[str, str] = {"hasBias": "bias != nullptr ? 1u : 0u"}
+_EXTRA_FIELDS: dict[str, str] = {"hasBias": "bias != nullptr ? 1u : 0u", **EA.EXTRA_FIELDS}
 _PLAN_FIELDS = {
     "totalLength", "tileLength", "numTiles", "tilesPerCore", "rows", "cols", "colsAligned", "rowStride",
     "rowsPerCore", "rowsPerIter", "workBytes", "tokens", "heads", "headDim", "rowWidth", "nDims", "neox",
     "tokensPerCore", "k", "groups", "groupsAligned", "qsStride", "chunkGroups", "chunkBytes", "chunkScales",
-    "tokenBlock",
+    "tokenBlock", *EA.PLAN_FIELDS,
 }
 
 
@@ -101,6 +107,7 @@ class OpKernels:
 
 class AscendCEmitter(Emitter):
     kind = "ascendc"
+    multi_seq_attention = True      # the attention kernel reads each token's (sequence, position)
     host_memory = False   # aclrtMalloc memory: the host reaches it through aclrtMemcpy only
 
     def __init__(self, device: str, profile: Any = None):
@@ -185,13 +192,15 @@ class AscendCEmitter(Emitter):
                 if src is None or g.node(src).op is not Op.WEIGHT:
                     continue
                 field = "asc_" + b._weight_field(g.node(src))
-                if n.op is Op.MATMUL and k == 1:
+                if (n.op is Op.MATMUL and k == 1) or (n.op is Op.EMBED and k == 0):
                     self.matrices[src] = field
                 else:
                     self.vectors[src] = field
             if n.op is Op.MATMUL:
                 x = ins[0]
                 self.stage.append(f"{b._c_bytes(value_bytes(g, x))} + {b._c_bytes(value_bytes(g, n.id))}")
+            if n.op is Op.EMBED:
+                self.stage.append(b._c_bytes(value_bytes(g, n.id)))
         slots = plan.slots if plan is not None else []
         s.includes.append("llmc_ascend.h")
         s.pre.append(Call(f"start of a step on {self.device}", ["llmc_ascend_begin_step(m->asc);"]))
@@ -212,6 +221,7 @@ class AscendCEmitter(Emitter):
             "    m->asc_stage = llmc_aligned_alloc(bytes);",
             '    if (!m->asc_stage) { llmc_fail(err, err_len, "out of memory"); goto fail; }', "}"]
         s.load_lines += load + stage
+        EA.setup(self, b, mine)                 # KV caches and the step's (sequence, position) rows
         s.free_lines += ["llmc_ascend_close(m->asc);", "free(m->asc_stage);"]
         s.free_lines += [f"free(m->{f});" for nid, f in {**self.matrices, **self.vectors}.items()
                          if g.node(nid).region == "layer"]
@@ -292,6 +302,23 @@ class AscendCEmitter(Emitter):
             "}",
         ])
 
+    def _embed_needs(self, b, n: Node) -> list[tuple[str, dict]]:
+        return [("embed_q4_0", {}), ("embed_q8_0", {})]
+
+    def _embed_call(self, b, n: Node, where: str) -> Call:
+        """Rows of the repacked table from the ids in the step's rows array (after the 2T (sequence, position)
+        ints); a table of another type is read on the CPU and its rows copied over."""
+        table = b.graph.inputs(n.id)[0]
+        mat, width = self._weight_ref(b, table), b.ci(n.shape[-1])
+        return Call(where, [
+            f"if ({mat}.type) {{",
+            f"    if (!llmc_ascend_embed(m->asc, {b.var(n.id)}, &{mat}, m->asc_rows + 2 * T, T, err, err_len)) return 0;",
+            "} else {   /* the file's table is not Q4_0/Q8_0: the CPU reads the rows */",
+            f"    llmc_embed_any({b.wtype(table)}, m->asc_stage, {b.var(table)}, tokens, T, {width});",
+            (f"    if (!llmc_ascend_copy(m->asc, {b.var(n.id)}, m->asc_stage, sizeof(float) * (size_t)T * {width}, "
+             "LLMC_ASCEND_TO_DEVICE, err, err_len)) return 0;"),
+            "}"])
+
     def _rope_needs(self, b, n: Node) -> list[tuple[str, dict]]:
         return [("rope", {})]
 
@@ -306,12 +333,18 @@ class AscendCEmitter(Emitter):
              f".beta_fast = (float)({b.c(a['beta_fast'])}), .beta_slow = (float)({b.c(a['beta_slow'])}), "
              f".n_ctx_orig = {b.ci(a['n_ctx_orig'])} }}")
         shape = n.shape
+        # the tables are made on the host: read the step's positions there (in_pos) rather than back from
+        # the device copy, when that copy is of the positions input
+        src = g.inputs(pos)[0] if g.node(pos).op is Op.TRANSFER else None
+        on_host = src is not None and g.node(src).op is Op.POSITIONS
+        positions = "in_pos, 1" if on_host else f"{b.var(pos)}, 0"
         return Call(where, ["{", f"    const llmc_ascend_rope rp = {p};",
-                            (f"    if (!llmc_ascend_rope_f32(m->asc, {b.var(n.id)}, {b.var(x)}, {b.var(pos)}, "
+                            (f"    if (!llmc_ascend_rope_f32(m->asc, {b.var(n.id)}, {b.var(x)}, {positions}, "
                              f"{b.ci(shape[0])}, {b.ci(shape[1])}, {b.ci(shape[2])}, &rp, err, err_len)) return 0;"),
                             "}"])
 
     KERNELS = {Op.MATMUL: OpKernels(_matmul_needs, _matmul_call), Op.ROPE: OpKernels(_rope_needs, _rope_call),
+               Op.ATTENTION: OpKernels(EA.needs, EA.call), Op.EMBED: OpKernels(_embed_needs, _embed_call),
                **dict.fromkeys(POINTWISE, OpKernels(_pointwise_needs, _pointwise_call))}
 
     def copy(self, b, dst: int, src: int, nbytes: str) -> list[str]:
@@ -321,7 +354,16 @@ class AscendCEmitter(Emitter):
                 "err, err_len)) return 0;"]
 
     def transfer(self, b, node: Node, to_device: bool) -> Call:
-        src = b.graph.inputs(node.id)[0]
+        g = b.graph
+        src = g.inputs(node.id)[0]
+        if to_device and g.node(src).op is Op.POSITIONS and all(g.node(u).op is Op.ROPE for u in g.users(node.id)):
+            # only ropes read it, and they make their tables from the host's positions (_rope_call)
+            return Call(f"{b.where(node)}  [not copied: the ropes on {self.device} read in_pos on the host]",
+                        [f"(void){b.var(node.id)};"])
+        if to_device and g.node(src).op is Op.TOKENS and all(g.node(u).op is Op.EMBED for u in g.users(node.id)):
+            # the embedding reads the ids from the step's rows array, uploaded once (emit_attention.setup)
+            return Call(f"{b.where(node)}  [not copied: the ids travel in the step's rows array]",
+                        [f"(void){b.var(node.id)};"])
         size = f"(size_t)4 * (size_t)({b.numel(node.shape)})"      # f32 and i32 values
         direction = "LLMC_ASCEND_TO_DEVICE" if to_device else "LLMC_ASCEND_TO_HOST"
         return Call(f"{b.where(node)}  [copy {'to' if to_device else 'from'} {self.device}]",
@@ -374,9 +416,11 @@ class AscendCEmitter(Emitter):
             source=source, device=self.device, chip_title=self.chip.title, soc_version=_SOC[self.chip.npu_arch],
             ub_bytes=self.chip.ub_bytes, cores=self.chip.n_cores, nibbles=self.chip.has_shift,
             has_data_copy_pad=self.chip.has_data_copy_pad,
-            buffer_num=K.BUFFER_NUM, max_tile_bytes=K.MAX_TILE_BYTES, max_matmul_rows=K.MAX_MATMUL_ROWS_PER_ITER,
-            max_chunk_groups=K.MAX_CHUNK_GROUPS, max_token_block=K.MAX_TOKEN_BLOCK, kernels=entries,
+            buffer_num=K.BUFFER_NUM, max_tile_bytes=K.MAX_TILE_BYTES, max_matmul_rows=MM.MAX_MATMUL_ROWS_PER_ITER,
+            max_chunk_groups=MM.MAX_CHUNK_GROUPS, max_token_block=MM.MAX_TOKEN_BLOCK, kernels=entries,
             has_matmul="matmul_q4_0" in symbol, matmul_q4_0=symbol.get("matmul_q4_0", ""),
+            has_embed="embed_q4_0" in symbol, embed_q4_0=symbol.get("embed_q4_0", ""),
+            embed_q8_0=symbol.get("embed_q8_0", ""),
             matmul_q8_0=symbol.get("matmul_q8_0", ""), rope=symbol.get("rope", ""))
 
     def manifest(self) -> dict:

@@ -1,8 +1,9 @@
 """AscendC kernels for Ascend 310B / 310P / 910B: tiling in Python, source from jinja2 templates.
 
 The pointwise ops of models are generated from their definitions (codegen/ascendc/pointwise.py); the
-hand-written kernels here are the ones that need more than a vector expression (``rope``, ``matmul``),
-``add`` (the matmul bias) and ``rms_norm`` (310P's and f16 single-kernel path). Each public function
+hand-written kernels here are ``rope`` (more than a vector expression) and the single kernels ``add`` and
+``rms_norm`` (f16 and 310P's host-padded path); the matmul and attention kernels have modules of their
+own (matmul.py, attention.py) built on this one. Each public function
 takes an :class:`AscendChip` and the problem shape and returns an :class:`AscendKernel`:
 the kernel source, its host launch wrapper, the argument layout in GM and the tiling values.
 
@@ -60,7 +61,6 @@ PREFIX = "llmc_ascendc_"
 BLOCK_BYTES = 32  # UB data block: DataCopy lengths and UB addresses are multiples of this
 BUFFER_NUM = 2  # double buffering, mirrors the kernels' constexpr
 MAX_TILE_BYTES = 32 * 1024  # per queue buffer; bigger tiles only lengthen the pipeline fill
-MAX_MATMUL_ROWS_PER_ITER = 64  # rows per matmul tile: one WholeReduceSum repeat per row
 
 _DTYPES = {
     # numpy name: (C type, bytes, kernel suffix)
@@ -226,8 +226,8 @@ def _spec(
 
 _ELEMENTWISE = {
     # op: (inputs, output, summary, fp32 scratch buffers for fp32 io, for fp16 io). The pointwise ops of
-    # models are generated from their definitions (codegen/ascendc/pointwise.py); add stays for the
-    # matmul bias and for 310P, which lacks the DataCopyPad generated kernels rely on.
+    # models are generated from their definitions (codegen/ascendc/pointwise.py); add stays as the
+    # single kernel that shows the elementwise tiling and 310P's host padding (tests/ascendc).
     "add": (("x", "y"), "z", "z = x + y", (), ()),
 }
 
@@ -496,150 +496,8 @@ def rope(
     return AscendKernel(name, "rope", chip, source, host, args, tuple(fields), block_dim, recipe={"family": "rope"})
 
 
-# ---- quantized matmul ----------------------------------------------------------------------------
-
-MAX_CHUNK_GROUPS = 64  # K chunk: one WholeReduceSum repeat of fp32 covers at most 64 group sums per row
-MAX_TOKEN_BLOCK = 64  # tokens whose x is resident at once (prefill); bounded further by UB
-
-
-def matmul(
-    chip: AscendChip,
-    quant: str,
-    rows: int,
-    k: int,
-    tokens: int = 1,
-    bias: bool = False,
-    origin: str = "matmul",
-) -> AscendKernel:
-    """y[tokens, rows] = x[tokens, k] . W[rows, k]^T (+ bias[rows]) for Q4_0 / Q8_0 weights repacked on the
-    host (docs/ascendc.md §6); tokens = 1 is decode, more is one prefill launch.
-
-    Planes (``llmc.runtime.ascendc.host_prep.repack``): quants (rowsPadded, qsStride) -- int8 values
-    (Q8_0, and Q4_0 on 310P which lacks ShiftRight) or ggml-ordered nibbles (Q4_0 elsewhere) -- and
-    fp16 scales (rowsPadded, groupsAligned). Rows are padded to a multiple of 8 so every output
-    DataCopy moves whole blocks; y is (tokens, rowsPadded) and the launcher trims it.
-
-    Tiling (docs/ascendc.md §10): K in chunks of chunkGroups <= 64 groups, so no width is too wide; a
-    tile of rowsPerIter rows x one chunk is copied in once and used for every token of the resident
-    block (tokenBlock tokens of x, kept in UB as fp16); the weights stream once per token block.
-    """
-    if quant not in ("q4_0", "q8_0"):
-        raise AscendCodegenError(f"matmul quant {quant!r}; expected q4_0 or q8_0")
-    if k % 32 != 0 or k < 32 or rows < 1 or tokens < 1:
-        raise AscendCodegenError(
-            f"matmul needs k a positive multiple of 32, rows >= 1 and tokens >= 1 (got {tokens} x {rows} x {k})"
-        )
-    plan = plan_matmul(chip, quant, rows, k, tokens)
-    layout = plan["layout"]
-    fields = [
-        TilingField(name, "uint32_t", plan[name])
-        for name in (
-            "rows", "k", "tokens", "groups", "groupsAligned", "qsStride", "rowsPerCore", "rowsPerIter",
-            "chunkGroups", "chunkBytes", "chunkScales", "tokenBlock",
-        )
-    ] + [TilingField("hasBias", "uint32_t", int(bias))]
-    quant_type = "uint8_t" if layout == "nibbles" else "int8_t"
-    name = f"{PREFIX}matmul_{quant}" + ("_i8" if quant == "q4_0" and layout == "int8" else "")
-    unpack = (
-        "nibbles unpacked with And/ShiftRight on uint16 words, x permuted per chunk to match"
-        if layout == "nibbles"
-        else "int8 quants (Q4_0 repacked to int8 on the host: 310P has no ShiftRight)"
-    )
-    doc = [
-        f"y[tokens, rows] = x[tokens, k] . W[rows, k]^T (+ bias), W in {quant.upper()} as SoA planes; {unpack}.",
-        f"Shapes: qs (rows, qsStride) {quant_type}, scales (rows, groupsAligned) half, x (tokens, k) float,",
-        "  bias (rows,) float (hasBias), y (tokens, rows) float; rows padded to a multiple of 8 on the host.",
-        "Tiling: core b owns rows [b * rowsPerCore, ...), rowsPerIter rows (multiple of 8) per tile; K in",
-        "  chunks of chunkGroups <= 64 groups; x of tokenBlock tokens resident in UB as fp16.",
-        "Per tile and chunk: one strided copy of quants and scales, dequantized once to fp16; per token and",
-        "  row: Cast to fp32, Mul by x, WholeReduceSum per group, Mul by the scales; per token one",
-        "  WholeReduceSum over the rows' group sums straight into the output tile (added across chunks).",
-        f"{chip.title} UB {chip.ub_bytes // 1024} KB.",
-    ]
-    spec = _spec(
-        name,
-        chip,
-        f"{quant.upper()} matrix product (decode and prefill)",
-        doc,
-        fields,
-        origin,
-        quant_type=quant_type,
-        nibbles=layout == "nibbles",
-        group_bytes=16 if layout == "nibbles" else 32,
-    )
-    rows_padded, qs_stride, groups_aligned = plan["rows"], plan["qsStride"], plan["groupsAligned"]
-    args = (
-        KernelArg(
-            "qs",
-            "uint8" if layout == "nibbles" else "int8",
-            (rows_padded, qs_stride),
-            (rows_padded, qs_stride),
-        ),
-        KernelArg("scales", "float16", (rows_padded, groups_aligned), (rows_padded, groups_aligned)),
-        KernelArg("x", "float32", (tokens, k), (tokens, k)),
-        KernelArg("bias", "float32", (rows,), (rows_padded,)),
-        KernelArg("y", "float32", (tokens, rows), (tokens, rows_padded), output=True),
-    )
-    source, host = _render("matmul.cpp.j2", spec, args)
-    return AscendKernel(
-        name, "matmul", chip, source, host, args, tuple(fields), plan["blockDim"], weight_layout=layout,
-        recipe={"family": "matmul"},
-    )
-
-
-def matmul_ub_bytes(layout: str, k: int, rows_per_iter: int, chunk_groups: int, token_block: int) -> int:
-    """UB bytes of the matmul kernel's buffers (matmul.cpp.j2 Init, buffer for buffer)."""
-    chunk = chunk_groups * 32
-    chunk_bytes = _round_up(chunk_groups * (16 if layout == "nibbles" else 32), BLOCK_BYTES)
-    chunk_scales = _round_up(chunk_groups, 16)
-    r = rows_per_iter
-    queues = BUFFER_NUM * (r * chunk_bytes + r * chunk_scales * 2 + token_block * r * 4)
-    scratch = token_block * k * 2 + 2 * chunk * 4 + r * chunk * 2 + r * chunk_scales * 4 + r * 64 * 4 + 2 * r * 4
-    nibbles = 3 * chunk_bytes if layout == "nibbles" else 0
-    return queues + scratch + nibbles
-
-
-def plan_matmul(chip: AscendChip, quant: str, rows: int, k: int, tokens: int) -> dict:
-    """The matmul tiling (mirrored in C++ by PlanMatmul in llmc_ascend.cpp.j2): rows split over the
-    cores in multiples of 8; a K chunk of up to 64 groups; as many rows per tile as MAX_TILE_BYTES of
-    dequantized fp16 weights allow (8..64); then as many resident tokens as the rest of UB holds."""
-    layout = "nibbles" if quant == "q4_0" and chip.has_shift else "int8"
-    groups = k // 32
-    chunk_groups = min(groups, MAX_CHUNK_GROUPS)
-    chunk_bytes = _round_up(chunk_groups * (16 if layout == "nibbles" else 32), BLOCK_BYTES)
-    rows_padded = _round_up(rows, 8)
-    rows_per_core, block_dim = _split(rows_padded, chip.n_cores, multiple=8)
-    # the fp16 dequantized tile (rows x chunk) is the largest per-row buffer: at most MAX_TILE_BYTES
-    rows_per_iter = min(MAX_MATMUL_ROWS_PER_ITER, rows_per_core, max(8, MAX_TILE_BYTES // (chunk_groups * 64) // 8 * 8))
-    fixed = matmul_ub_bytes(layout, k, rows_per_iter, chunk_groups, 0)
-    per_token = matmul_ub_bytes(layout, k, rows_per_iter, chunk_groups, 1) - fixed
-    token_block = min(tokens, MAX_TOKEN_BLOCK, max(0, chip.ub_bytes - fixed) // per_token)
-    if token_block < 1:
-        raise AscendCodegenError(
-            f"matmul k={k}: one token's x (fp16) and a tile of {rows_per_iter} rows do not fit in "
-            f"{chip.title} UB ({fixed + per_token} > {chip.ub_bytes} bytes)"
-        )
-    return {
-        "layout": layout,
-        "blockDim": block_dim,
-        "rows": rows_padded,
-        "k": k,
-        "tokens": tokens,
-        "groups": groups,
-        "groupsAligned": _round_up(groups, 16),
-        "qsStride": _round_up(k // 2, BLOCK_BYTES) if layout == "nibbles" else k,
-        "rowsPerCore": rows_per_core,
-        "rowsPerIter": rows_per_iter,
-        "chunkGroups": chunk_groups,
-        "chunkBytes": chunk_bytes,
-        "chunkScales": _round_up(chunk_groups, 16),
-        "tokenBlock": token_block,
-    }
-
-
 KERNELS = {
     "add": add,
     "rms_norm": rms_norm,
     "rope": rope,
-    "matmul": matmul,
 }

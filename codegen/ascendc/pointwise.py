@@ -406,7 +406,7 @@ def kernel(plan: KernelPlan, chip: AscendChip, rows: int, n: int, scalars: dict[
     def device(s: tuple[int, ...]) -> tuple[int, ...]:
         # without DataCopyPad edge blocks move whole: room for a whole last block (the model's host rounds
         # every device buffer to 64 bytes)
-        if chip.has_data_copy_pad or (s[0] * s[-1]) % BLOCK == 0:
+        if chip.has_data_copy_pad or (s[0] * (s[1] if len(s) > 1 else 1)) % BLOCK == 0:
             return s
         return (_round_up(s[0], BLOCK),) if len(s) == 1 else (s[0] + _ceil_div(BLOCK, s[1]), s[1])
     out_shape = (rows,) if plan.per_row_out else (rows, n)

@@ -67,6 +67,7 @@ class Emitter:
     compile error naming the op and its DSL line (`kernel_of`)."""
     kind = ""
     KERNELS: Mapping[Op, Callable] = {}
+    multi_seq_attention = False   # its attention reads each token's sequence and position (llmc serve -np N)
 
     def __init__(self, device: str, profile: dict | None = None):
         self.device, self.profile = device, profile or {}
@@ -268,7 +269,8 @@ class ScheduleBuilder:
                 if call is not None:
                     calls.append(call)
         self.in_post = False
-        s.multi_seq = all(self.device_of(n) == "cpu" for n in g.order() if g.node(n).op is Op.ATTENTION)
+        s.multi_seq = all(self.device_of(n) == "cpu" or self.emitter(self.device_of(n)).multi_seq_attention
+                          for n in g.order() if g.node(n).op is Op.ATTENTION)
         if s.last_rows_only:
             reads = {i for n in g.order("post") for i in g.inputs(n) if i is not None}
             s.post_inputs = sorted({(self._name(i), self.numel(g.node(i).shape[1:])) for i in reads

@@ -347,7 +347,7 @@ class OpenCLEmitter(Emitter):
         qs, ks = g.node(q).shape, g.node(k).shape
         return [f"llmc_ocl_attention({self.h}, {mem(n.id)}, {mem(q)}, {mem(k)}, {mem(v)}, m->{dev}_k{n.id}[il], "
                 f"m->{dev}_v{n.id}[il], {mem(sinks)}, T, pos, {b.ci(qs[1])}, {b.ci(ks[1])}, {b.ci(qs[2])}, "
-                f"m->n_ctx, {_float(b, a['scale'])}, {b.ci(a['window'])}, {_float(b, a['softcap'])});"]
+                f"m->n_ctx, {_float(b, a['scale'])}, {b.ci(a['window'])}, {_float(b, a['logit_cap'])});"]
 
     def _top_k(self, b, n: Node) -> list[str]:
         x = b.graph.inputs(n.id)[0]

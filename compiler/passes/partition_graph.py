@@ -11,7 +11,8 @@ node.placement holds the reason for every op node, node.fallback_from the target
 for a node sent to a fallback device.
 
 Without a GGUF file, an op whose support depends on its weight's type (a profile rule with `weights = [...]`)
-cannot be placed yet. On a profile whose policy is `fallback` and whose fallback is the host, the node goes
+cannot be placed yet. On a profile whose policy is `fallback`, whose fallback is the host and whose backend
+generates both paths (decides_at_load), the node goes
 to the target with node.load_choice set: the artifact generates both its device kernel and the host path
 (through transfers), and the runtime chooses per layer from the file's types at load. On a `refuse`
 profile the node stays on the target and the load refuses other types with the profile's message.
@@ -22,7 +23,7 @@ Guarantees: every node has a device that runs it (DeviceProfile.supports is true
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,15 +58,18 @@ def native(graph: Graph, nid: int, profile, context: PartitionContext | None) ->
 
 
 def partition_graph(
-    graph: Graph, profile, profiles: Mapping[str, Any], context: PartitionContext | None = None
+    graph: Graph, profile, profiles: Mapping[str, Any], context: PartitionContext | None = None,
+    decides_at_load: Callable[[Any], bool] = lambda profile: True,
 ) -> Graph:
+    """decides_at_load(profile): whether that profile's backend generates the two paths of a node placed
+    at load (else such a node is placed now, on the assumed types, and a file with others is refused)."""
     graph = graph.copy()
     host = _host(profile, profiles)
     for nid in graph.order():
         node = graph.node(nid)
         if node.op in LEAVES or node.op is Op.RESHAPE:
             continue
-        choice = _load_choice(graph, nid, profile, profiles, context)
+        choice = _load_choice(graph, nid, profile, profiles, context) if decides_at_load(profile) else None
         if choice is not None:
             graph.update(nid, device=profile.name, load_choice=choice,
                          placement=f"decided at load: {profile.name} when the weight is {'/'.join(choice.types)}, "

@@ -2,7 +2,8 @@
 
 The references below are small and local for now; they will move to llmc.ir.reference. Tolerances:
 fp32 outputs allow a few fp32 ulps of summation-order noise (rtol 1e-5); fp16 outputs allow one fp16
-rounding of the result plus fp32 noise (rtol 2e-3); matvec allows 1e-5 of sum |w| |x| per row.
+rounding of the result plus fp32 noise (rtol 2e-3); the matmul allows 1e-5 of sum |w| |x| per row
+against x rounded to f16 (the kernel keeps x in UB as f16).
 Each kernel source depends only on (op, dtype, chip), so it compiles once per session; hypothesis
 varies shapes and data through the tiling struct.
 """
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from llmc.codegen.ascendc import kernels as K
+from llmc.codegen.ascendc import matmul as MM
 from llmc.runtime.ascendc import host_prep
 from llmc.runtime.ascendc.launch import compile_kernel, run
 
@@ -151,7 +153,7 @@ def check_matmul(chip, quant, rows, k, tokens, seed, bias=False):
     w, x = data(seed, (rows, k), np.float32), data(seed + 1, (tokens, k), np.float32)
     b = data(seed + 2, rows, np.float32) if bias else np.zeros(rows, np.float32)
     raw, w_deq = QUANTIZERS[quant](w)
-    kernel = K.matmul(chip, quant, rows, k, tokens, bias=bias)
+    kernel = MM.matmul(chip, quant, rows, k, tokens, bias=bias)
     assert kernel.weight_layout == ("int8" if quant == "q8_0" or not chip.has_shift else "nibbles")
     qs, scales = host_prep.repack(quant, raw, rows, k, kernel.weight_layout)
     got = run(kernel, qs, scales, x, b)
@@ -185,7 +187,7 @@ def test_matmul_tiles_real_widths(chip):
     tiles it; x of several tokens stays resident while the weights stream."""
     kernel = check_matmul(chip, "q4_0", 40, 8960, 16, seed=3, bias=True)
     assert kernel.tiling_value("chunkGroups") == 64 and kernel.tiling_value("tokenBlock") >= 2
-    assert K.plan_matmul(chip, "q8_0", 1536, 8960, 1)["tokenBlock"] == 1
+    assert MM.plan_matmul(chip, "q8_0", 1536, 8960, 1)["tokenBlock"] == 1
 
 
 # ---- codegen properties --------------------------------------------------------------------------
@@ -195,8 +197,8 @@ def all_kernels(chip):
     yield K.add(chip, 100, "float16")
     yield K.rms_norm(chip, 3, 72, 1e-6, "float16")
     yield K.rope(chip, 2, 2, 64, 64, "neox")
-    yield K.matmul(chip, "q4_0", 16, 64)
-    yield K.matmul(chip, "q8_0", 16, 64, tokens=4, bias=True)
+    yield MM.matmul(chip, "q4_0", 16, 64)
+    yield MM.matmul(chip, "q8_0", 16, 64, tokens=4, bias=True)
 
 
 @pytest.mark.parametrize("chip", CHIPS, ids=CHIP_IDS)
@@ -241,9 +243,9 @@ def test_too_wide_rows_are_refused():
 
 
 def test_matmul_refuses_only_x_beyond_ub():
-    K.matmul(K.ASCEND_910B, "q8_0", 64, 32 * 1400)          # K = 44800: chunked, fits
+    MM.matmul(K.ASCEND_910B, "q8_0", 64, 32 * 1400)          # K = 44800: chunked, fits
     with pytest.raises(K.AscendCodegenError, match="one token's x"):
-        K.matmul(K.ASCEND_910B, "q8_0", 64, 32 * 4000)      # 256 KB of fp16 x alone
+        MM.matmul(K.ASCEND_910B, "q8_0", 64, 32 * 4000)      # 256 KB of fp16 x alone
 
 
 @pytest.mark.parametrize("chip", CHIPS, ids=CHIP_IDS)
@@ -253,5 +255,17 @@ def test_generated_kernels_sync_scalar_reads(chip, capfd):
     x = data(0, (9, 100), "float32")
     run(K.rms_norm(chip, 9, 100), x, x[0])
     qs, scales = host_prep.repack("q8_0", quantize_q8_0(data(1, (16, 64), "float32"))[0], 16, 64, "int8")
-    run(K.matmul(chip, "q8_0", 16, 64), qs, scales, x[:1, :64], x[0, :16])
+    run(MM.matmul(chip, "q8_0", 16, 64), qs, scales, x[:1, :64], x[0, :16])
     assert "ascendc-emu" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("quant", ["q4_0", "q8_0"])
+@pytest.mark.parametrize("chip", CHIPS, ids=CHIP_IDS)
+def test_embed(chip, quant):
+    """Rows of a repacked table, dequantized exactly (f16 scale times an int code, in fp32)."""
+    vocab, k, tokens = 37, 32 * 45, 6
+    raw, w_deq = QUANTIZERS[quant](data(4, (vocab, k), np.float32))
+    kernel = MM.embed(chip, quant, vocab, k, tokens)
+    qs, scales = host_prep.repack(quant, raw, vocab, k, kernel.weight_layout)
+    ids = np.array([0, 36, 5, 5, 17, 2], np.int32)
+    np.testing.assert_array_equal(run(kernel, qs, scales, ids), w_deq[ids].astype(np.float32))

@@ -60,8 +60,9 @@ def test_310p_runs_ascendc(arch, qwen2_q8_path, gpt_oss_path, tmp_path, oracle):
 
 
 def test_310b_batches_sequences(qwen2_q8_path, tmp_path):
-    """Attention runs on the CPU in Ascend partitions (no AscendC attention kernel yet), so the artifact
-    takes a batch of several sequences (llmc serve -np N): each gets the logits it gets alone."""
+    """The AscendC attention reads each token's (sequence, position) and keeps one KV cache per sequence,
+    so the artifact takes a batch of several sequences (llmc serve -np N): each gets the logits it gets
+    alone."""
     import numpy as np
     from llmc.runtime.artifact import CEngine
     from llmc.runtime.gguf_file import GGUFFile
@@ -108,6 +109,15 @@ def test_launches_do_not_grow_with_tokens_and_tilings_upload_once(qwen2_q8_path,
     assert first16[0] == first1[0] == again16[0] == again1[0] == other8[0]     # launches: same for T = 16, 1, 8
     assert again16[1] == again1[1] < first16[1]         # no tiling uploads once each shape has run
     assert other8[1] > again1[1]                        # T = 8 is new: its tilings upload, once
-    # what still blocks: one wait per copy to or from the host (attention runs on the CPU)
-    n_layer, host_copies_per_layer = 2, 4               # q, k, v to the host; the attention output back
-    assert again1[1] <= n_layer * host_copies_per_layer + 6, again1
+    # what still blocks: one wait per copy to or from the host, 3 per step whatever the layers: each token's
+    # (sequence, position, id) in, the rope tables in, the logits out
+    assert again1[1] == 3, again1
+
+
+def test_an_n_ctx_attention_cannot_tile_is_refused_at_load(qwen2_q8_path, tmp_path):
+    """A row's attention scores stay in UB (docs/ascendc.md §14): an n_ctx beyond that is a load error
+    naming the limit, not a failure at the first long step."""
+    compile_model(os.path.join(ARCHS, "qwen2.llmc"), "ascend910b", str(tmp_path), gguf=qwen2_q8_path)
+    llmc.load(str(tmp_path), qwen2_q8_path, n_ctx=4096)
+    with pytest.raises(llmc.LlmcError, match="scores over n_ctx keys do not fit in UB"):
+        llmc.load(str(tmp_path), qwen2_q8_path, n_ctx=40000)

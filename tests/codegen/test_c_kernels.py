@@ -205,25 +205,25 @@ def test_rope(lib, mode, yarn, head_dim, dims_cut, n_heads, n_tokens, base, seed
 @given(n_head_kv=st.integers(1, 3), group=st.sampled_from([1, 2, 4]), head_dim=st.sampled_from([4, 16, 64]),
        n_tokens=st.lists(st.integers(0, 4), min_size=1, max_size=3).filter(any),
        starts=st.lists(st.integers(0, 40), min_size=3, max_size=3), window=st.sampled_from([0, 0, 1, 5, 16]),
-       use_sinks=st.booleans(), softcap=st.sampled_from([0.0, 0.0, 0.5, 3.0]), seed=seeds())
-def test_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, softcap, seed):
+       use_sinks=st.booleans(), logit_cap=st.sampled_from([0.0, 0.0, 0.5, 3.0]), seed=seeds())
+def test_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, logit_cap, seed):
     """A batch of tokens from several sequences (n_tokens[s] of sequence s from position starts[s]), in
     shuffled order: each attends to its own sequence's cache only."""
-    check_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, softcap, seed)
+    check_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, logit_cap, seed)
 
 
 @FEW
 @given(n_head_kv=st.integers(1, 2), group=st.sampled_from([1, 3, 20]), head_dim=st.sampled_from([4, 64, 80]),
        n_tokens=st.lists(st.integers(0, 3), min_size=1, max_size=2).filter(any),
        starts=st.lists(st.integers(60, 300), min_size=2, max_size=2), window=st.sampled_from([0, 0, 100]),
-       use_sinks=st.booleans(), softcap=st.sampled_from([0.0, 0.0, 3.0]), seed=seeds())
-def test_attention_long_rows(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, softcap, seed):
+       use_sinks=st.booleans(), logit_cap=st.sampled_from([0.0, 0.0, 3.0]), seed=seeds())
+def test_attention_long_rows(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, logit_cap, seed):
     """Rows of 60..300 keys span several of the kernel's 64-key tiles, so the running max and sum are
     rescaled between tiles; group 20 splits the query heads of a KV head over two items (16 at most)."""
-    check_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, softcap, seed)
+    check_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, logit_cap, seed)
 
 
-def check_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, softcap, seed):
+def check_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, use_sinks, logit_cap, seed):
     rng = np.random.default_rng(seed)
     n_head, n_seq = n_head_kv * group, len(n_tokens)
     n_ctx = max(p + n for p, n in zip(starts, n_tokens)) + int(rng.integers(0, 4))
@@ -247,12 +247,12 @@ def check_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, u
         keys = slice(0, positions[t] + 1)
         ref[t] = reference.attention(q[t:t + 1], expected_k[seq[t], keys].astype(f32),
                                      expected_v[seq[t], keys].astype(f32), positions[t:t + 1], scale, window,
-                                     sinks, softcap)
+                                     sinks, logit_cap)
 
     out = np.full((T, n_head * head_dim), np.nan, f32)
     scratch = np.zeros(attention_scratch_bytes(n_ctx, N_THREADS) // 4, f32)
     lib.call("llmc_attention_f32", lib.pool, out, q, k_new, v_new, k_cache.view(np.uint16),
-             v_cache.view(np.uint16), seq, positions, T, n_head, n_head_kv, head_dim, n_ctx, scale, window, softcap,
+             v_cache.view(np.uint16), seq, positions, T, n_head, n_head_kv, head_dim, n_ctx, scale, window, logit_cap,
              sinks, scratch)
     np.testing.assert_array_equal(k_cache, expected_k)
     np.testing.assert_array_equal(v_cache, expected_v)

@@ -40,7 +40,8 @@ def test_supports_reads_the_table():
     ok, why = b.supports(_node(Op.MATMUL), ["MXFP4"])
     assert not ok and "Q4_0/Q8_0" in why
     assert b.supports(_node(Op.MATMUL), ["Q4_0", "Q8_0"]) == (True, "")
-    ok, why = n.supports(_node(Op.ATTENTION), inputs=["q", "k", "v", "sinks"])
+    assert n.supports(_node(Op.ATTENTION), inputs=["q", "k", "v", "sinks"]) == (True, "")   # AscendC kernel
+    ok, why = get_profile("adreno").supports(_node(Op.ATTENTION), inputs=["q", "k", "v", "sinks"])
     assert not ok and "sinks" in why
     ok, why = get_profile("adreno").supports(_node(Op.MATMUL), ["Q8_0"])
     assert not ok and "llama-quantize --pure" in why

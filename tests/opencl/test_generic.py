@@ -80,8 +80,10 @@ def test_generic_adreno_places_matmuls_by_the_files_types(generic, qwen2_q8_path
     """Adreno's matmuls take Q4_0: on a Q8_0 file the load sends them to the CPU and says why (the
     re-quantize hint); on a Q4_0 file they stay on the device. The compile's report says they wait."""
     art = generic("qwen2", "adreno")
-    summary = report.summary(read_manifest(art))
+    manifest = read_manifest(art)
+    summary, table = report.summary(manifest), report.explain(manifest)
     assert "decided at load matmul" in summary and "else cpu" in summary
+    assert "decided at load: here for Q4_0 weights, else cpu" in table
     q8 = [p for p in llmc.load(art, qwen2_q8_path, n_ctx=32).placement if p.node.startswith("matmul")]
     assert q8 and all(p.on_device == 0 and p.on_fallback > 0 and p.fallback == "cpu" for p in q8)
     assert all(p.fallback_types == "Q8_0" and "llama-quantize --pure" in p.reason for p in q8)
@@ -101,3 +103,10 @@ def test_generic_adreno_refuses_other_types_when_the_profile_says_refuse(qwen2_q
     assert not any(n.load_choice for n in result.graph.nodes())
     with pytest.raises(llmc.LlmcError, match=r"type Q8_0, which (embed|matmul) on .* does not take: .*llama-quantize --pure"):
         llmc.load(str(tmp_path / "art"), qwen2_q8_path, n_ctx=32)
+
+
+def test_run_verbose_prints_the_load_placement(generic, qwen2_q8_path, capsys):
+    from llmc.cli import main
+    assert main(["run", generic("qwen2", "adreno"), "-m", qwen2_q8_path, "-p", "Hi", "-n", "1", "-c", "32", "-v"]) == 0
+    err = capsys.readouterr().err
+    assert "placed at load (" in err and "matmul %" in err and ": cpu x2 (Q8_0: matmul on adreno takes Q4_0" in err

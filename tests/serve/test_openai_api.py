@@ -90,8 +90,10 @@ def test_seed_makes_sampling_repeatable(client):
     assert a == b and a != c
 
 
-def test_eight_chats_four_at_a_time(client, smollm2_server):
-    """8 different chats, 4 concurrent, on 4 slots: all finish, each the same as when asked alone."""
+def test_eight_chats_four_at_a_time(client, smollm2_server, local_model):
+    """8 different chats, 4 concurrent, on 4 slots: all finish, each the same as when asked alone, or parting
+    from it only at a near tie. Concurrent chats share steps, and the quantized matmul's kernel path depends
+    on a step's row count, so a shared step can round differently (docs/serve.md; llama-server does too)."""
     questions = [f"Name {i} fruits." for i in range(1, 9)]
 
     def ask(q):
@@ -103,7 +105,21 @@ def test_eight_chats_four_at_a_time(client, smollm2_server):
         together = list(pool.map(ask, questions))
     alone = [ask(q) for q in questions[:2]]
     assert all(reason in ("stop", "length") and text for text, reason in together)
-    assert together[:2] == alone
+    for q, (text, _), (want, _) in zip(questions, together, alone):
+        if text != want:
+            _assert_parts_at_a_near_tie(local_model, q, want, text)
+
+
+def _assert_parts_at_a_near_tie(model, question: str, want: str, got: str, max_gap: float = 0.5) -> None:
+    """At the first token where got leaves want, the two tokens' logits (teacher-forced along want) are
+    within max_gap: rounding, not a different computation, picked the other token."""
+    prompt = model.chat_prompt([{"role": "user", "content": question}])
+    a, b = model.tokenize(want, add_special=False), model.tokenize(got, add_special=False)
+    j = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    assert j < min(len(a), len(b)), f"one reply is a prefix of the other: {want!r} vs {got!r}"
+    logits = model.logits(prompt + a[:j])[-1]
+    gap = abs(float(logits[a[j]]) - float(logits[b[j]]))
+    assert gap <= max_gap, f"replies part at token {j} with logits {gap:.3f} apart: {want!r} vs {got!r}"
 
 
 @pytest.mark.parametrize("example, args", [("openai_client.py", ["--max-tokens", "16"]),
