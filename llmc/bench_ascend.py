@@ -134,6 +134,6 @@ def report(model, artifact: str, gguf: str, n_prompt: int, n_gen: int, depth: in
               f"weights per token at {chip.bandwidth_gbps:.0f} GB/s); the estimate is {n_gen / total / bound:.0%} of it")
         print(f"  bound of the NPU kernels' own traffic: {npu_bound:.1f} tok/s ({traffic / n_gen / 1e6:.1f} MB GM "
               f"per token); the estimate is {n_gen / total / npu_bound:.0%} of it (work the CPU partition does, "
-              "such as fallback matmuls and attention, is in neither estimate)")
+              "such as fallback matmuls or MoE experts, is in neither estimate)")
     print(f"  assumptions: {C.ASSUMPTIONS} (runtime/ascendc/cost.py); chip facts: {source}")
     log.take()
