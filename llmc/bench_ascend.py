@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmc.compiler.devices import get_profile
+from llmc.compiler.devices import ProfileError, get_profile
 from llmc.runtime.artifact import read_manifest
 from llmc.runtime.ascendc import cost as C
 
@@ -20,7 +20,7 @@ from llmc.runtime.ascendc import cost as C
 def has_cost_model(target: str) -> bool:
     try:
         return "cost" in get_profile(target).extra
-    except Exception:   # not a profile name (the reference engine, a stand-in): no estimate
+    except ProfileError:   # not a profile name (the reference engine): no estimate
         return False
 
 
@@ -77,15 +77,15 @@ def _scaled(step: C.Log, chip: C.ChipCost, n_layer: int, layers: int | None
         return est.seconds, est.gm_bytes, est, ""
     period = C.layer_period(step.launches, n_layer)
     if period is None:
-        raise SystemExit(f"llmc bench: --layers needs a file of at least 2 layers to find one layer's launches "
-                         f"(this one has {n_layer})")
+        raise SystemExit(f"llmc bench: --layers needs a file of at least 2 layers to find one layer's "
+                         f"launches (this one has {n_layer})")
     start, length = period
     layer = step.launches[start:start + length]
     kernels = sum(C.launch_seconds(x, chip) for x in layer)
     # the host's blocking calls from the layer's first launch to the next layer's first
-    end = step.launches[start + length].blocking_before if start + length < len(step.launches) else step.blocking_calls
-    blocking = end - layer[0].blocking_before
-    per_layer = kernels + blocking * chip.blocking_call_us * 1e-6
+    after = start + length
+    end = step.launches[after].blocking_before if after < len(step.launches) else step.blocking_calls
+    per_layer = kernels + (end - layer[0].blocking_before) * chip.blocking_call_us * 1e-6
     extra = layers - n_layer
     return (est.seconds + extra * per_layer, est.gm_bytes + extra * sum(x.gm_bytes for x in layer), est,
             f", scaled from {n_layer} to {layers} layers")
@@ -97,10 +97,13 @@ def report(model, artifact: str, gguf: str, n_prompt: int, n_gen: int, depth: in
     chip, source = chip_cost(model.target)
     log = C.CostLog(artifact, read_manifest(artifact)["library"])
     rng = np.random.default_rng(1)
-    ids = rng.integers(0, model.n_vocab, size=max(depth, 0) + max(n_prompt, 1) + max(n_gen, 1)).astype(np.int32)
+    n_ids = max(depth, 0) + max(n_prompt, 1) + max(n_gen, 1) + 1
+    ids = rng.integers(0, model.n_vocab, size=n_ids).astype(np.int32)
     wbytes, n_layer = weight_bytes(gguf, layers)
-    what = f"{layers or n_layer} layers" + (f" (the file has {n_layer})" if layers and layers != n_layer else "")
-    print(f"estimated on {chip.name} by the cost model (runtime/ascendc/cost.py), {what}:")
+    scaled = f" (the file has {n_layer})" if layers and layers != n_layer else ""
+    print(f"estimated on {chip.name} by the cost model (runtime/ascendc/cost.py), {layers or n_layer} layers"
+          f"{scaled}:")
+
     def at_depth() -> None:
         model.engine.reset()
         for start in range(0, depth, chunk):
@@ -112,28 +115,30 @@ def report(model, artifact: str, gguf: str, n_prompt: int, n_gen: int, depth: in
         at_depth()
         model.engine.forward(ids[depth:depth + n_prompt], False)
         at_depth()
-        seconds, _, est, how = _scaled(_step(model, log, ids[depth:depth + n_prompt]), chip, n_layer, layers)
-        print(f"  prefill {n_prompt / seconds:.1f} tok/s ({n_prompt} tokens in one step{how}; the logged step: "
-              f"{est.launches} launches, {est.blocking_calls} blocking calls, {est.gm_bytes / 1e6:.1f} MB GM)")
+        step = _step(model, log, ids[depth:depth + n_prompt])
+        seconds, _, est, how = _scaled(step, chip, n_layer, layers)
+        print(f"  prefill {n_prompt / seconds:.1f} tok/s ({n_prompt} tokens in one step{how}; the logged "
+              f"step: {est.launches} launches, {est.blocking_calls} blocking calls, "
+              f"{est.gm_bytes / 1e6:.1f} MB GM)")
     if n_gen:
         at_depth()
         model.engine.forward(ids[depth:depth + 1], False)   # warm-up token; decode then runs from depth + 1
-        depth += 1
         total = traffic = 0.0
         steps = []
-        for k in range(n_gen):
-            step = _step(model, log, ids[depth + k:depth + k + 1])
-            seconds, gm, est, how = _scaled(step, chip, n_layer, layers)
+        for k in range(1, n_gen + 1):
+            seconds, gm, est, how = _scaled(_step(model, log, ids[depth + k:depth + k + 1]), chip, n_layer,
+                                            layers)
             total += seconds
             traffic += gm
             steps.append(est)
-        bw = chip.bandwidth_gbps * 1e9
+        rate, bw = n_gen / total, chip.bandwidth_gbps * 1e9
         bound, npu_bound = bw / wbytes, bw * n_gen / traffic
-        print(f"  decode {n_gen / total:.1f} tok/s ({n_gen} tokens{how}; per token as logged: {steps[-1].per(1)})")
-        print(f"  memory-bandwidth bound of the whole model: decode {bound:.1f} tok/s ({wbytes / 1e6:.1f} MB of "
-              f"weights per token at {chip.bandwidth_gbps:.0f} GB/s); the estimate is {n_gen / total / bound:.0%} of it")
-        print(f"  bound of the NPU kernels' own traffic: {npu_bound:.1f} tok/s ({traffic / n_gen / 1e6:.1f} MB GM "
-              f"per token); the estimate is {n_gen / total / npu_bound:.0%} of it (work the CPU partition does, "
-              "such as fallback matmuls and attention, is in neither estimate)")
+        print(f"  decode {rate:.1f} tok/s ({n_gen} tokens{how}; per token as logged: {steps[-1].per(1)})")
+        print(f"  memory-bandwidth bound of the whole model: decode {bound:.1f} tok/s ({wbytes / 1e6:.1f} MB "
+              f"of weights per token at {chip.bandwidth_gbps:.0f} GB/s); the estimate is {rate / bound:.0%} "
+              "of it")
+        print(f"  bound of the NPU kernels' own traffic: {npu_bound:.1f} tok/s ({traffic / n_gen / 1e6:.1f} "
+              f"MB GM per token); the estimate is {rate / npu_bound:.0%} of it (work the CPU partition does, "
+              "such as fallback matmuls or MoE experts, is in neither estimate)")
     print(f"  assumptions: {C.ASSUMPTIONS} (runtime/ascendc/cost.py); chip facts: {source}")
     log.take()

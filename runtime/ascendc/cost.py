@@ -23,17 +23,18 @@ from dataclasses import dataclass
 
 from cffi import FFI
 
-ASSUMPTIONS = ("each launch costs a fixed overhead plus, per wave of blocks, the larger of its busiest block's "
-               "GM bytes at one core's rate and that block's vector repeats (one per cycle) plus its pipe waits "
-               "(sync_cycles each); every blocking host call costs its round trip; the CPU partition, L2 hits, "
-               "bank conflicts and the Cube unit are not modelled")
+ASSUMPTIONS = ("each launch costs a fixed overhead plus, per wave of blocks, the larger of its busiest "
+               "block's GM bytes at one core's rate and that block's vector repeats (one per cycle) plus "
+               "its pipe waits (sync_cycles each); every blocking host call costs its round trip; the CPU "
+               "partition, L2 hits, bank conflicts and the Cube unit are not modelled")
 
 _CDEF = """
 typedef struct {
     char kernel[48];
     uint32_t blocks;
     uint32_t pad;
-    uint64_t gm_in, gm_out, max_block_gm, max_block_vector_repeats, max_block_scalar_accesses, max_block_waits;
+    uint64_t gm_in, gm_out, max_block_gm;
+    uint64_t max_block_vector_repeats, max_block_scalar_accesses, max_block_waits;
     uint64_t blocking_before;
 } LaunchRecord;
 uint64_t ascendc_emu_cost(const LaunchRecord **records, int reset);
@@ -110,9 +111,9 @@ class CostLog:
         out = []
         for i in range(kept):
             r = ptr[0][i]
-            out.append(Launch(self.ffi.string(r.kernel).decode(), r.blocks, r.gm_in + r.gm_out, r.max_block_gm,
-                              r.max_block_vector_repeats, r.max_block_scalar_accesses, r.max_block_waits,
-                              r.blocking_before))
+            out.append(Launch(self.ffi.string(r.kernel).decode(), r.blocks, r.gm_in + r.gm_out,
+                              r.max_block_gm, r.max_block_vector_repeats, r.max_block_scalar_accesses,
+                              r.max_block_waits, r.blocking_before))
         return Log(out, blocking, n - kept)
 
 
@@ -142,7 +143,8 @@ class Estimate:
 def estimate(log: Log, chip: ChipCost) -> Estimate:
     """Seconds the logged work would take on `chip`."""
     if log.dropped:
-        raise ValueError(f"the cost log overflowed ({log.dropped} launches past {MAX_RECORDS}): measure fewer tokens")
+        raise ValueError(f"the cost log overflowed ({log.dropped} launches past {MAX_RECORDS}): "
+                         "measure fewer tokens")
     kernels = sum(launch_seconds(x, chip) for x in log.launches)
     return Estimate(kernels + log.blocking_calls * chip.blocking_call_us * 1e-6, len(log.launches),
                     log.blocking_calls, sum(x.gm_bytes for x in log.launches), kernels)

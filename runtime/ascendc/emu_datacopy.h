@@ -59,7 +59,8 @@ inline void DataCopy(const LocalTensor<T> &dst, const GlobalTensor<T> &src, cons
     emu_detail::RequireAlignedCount<T>(count, "DataCopy(GM->UB)");
     dst.EmuWrite(count, "DataCopy(GM->UB)", ascendc_emu::kPipeMte2);
     src.EmuRequire(count, "DataCopy(GM->UB)");
-    ascendc_emu::NoteGmRead(static_cast<uint64_t>(count) * sizeof(T));
+    ascendc_emu::NoteGmRead(src.GetPhyAddr(), static_cast<uint64_t>(count) * sizeof(T), ascendc_emu::g_state.block_idx,
+                            "DataCopy(GM->UB)");
     memcpy(dst.EmuData(), src.GetPhyAddr(), static_cast<size_t>(count) * sizeof(T));
 }
 
@@ -82,8 +83,9 @@ inline void DataCopy(const LocalTensor<T> &dst, const GlobalTensor<T> &src, cons
     const uint64_t dst_end = ((p.blockCount - 1ull) * (p.blockLen + p.dstStride) + p.blockLen) * per;
     dst.EmuWrite(static_cast<uint32_t>(dst_end), "DataCopy(GM->UB, DataCopyParams)", ascendc_emu::kPipeMte2);
     src.EmuRequire(src_end, "DataCopy(GM->UB, DataCopyParams)");
-    ascendc_emu::NoteGmRead(static_cast<uint64_t>(p.blockCount) * p.blockLen * 32u);
     for (uint32_t i = 0; i < p.blockCount; ++i) {
+        ascendc_emu::NoteGmRead(reinterpret_cast<const uint8_t *>(src.GetPhyAddr()) + i * (p.blockLen + p.srcStride) * 32ull,
+                                p.blockLen * 32u, ascendc_emu::g_state.block_idx, "DataCopy(GM->UB, DataCopyParams)");
         memcpy(reinterpret_cast<uint8_t *>(dst.EmuData()) + i * (p.blockLen + p.dstStride) * 32u,
                reinterpret_cast<const uint8_t *>(src.GetPhyAddr()) + i * (p.blockLen + p.srcStride) * 32ull,
                p.blockLen * 32u);
@@ -122,8 +124,9 @@ inline void DataCopyPad(const LocalTensor<T> &dst, const GlobalTensor<T> &src, c
     dst.EmuWrite(static_cast<uint32_t>(((p.blockCount - 1u) * row_ub + (p.blockLen + 31u) / 32u * 32u) /
                                        sizeof(T)), "DataCopyPad(GM->UB)", ascendc_emu::kPipeMte2);
     src.EmuRequire(gm_bytes / sizeof(T), "DataCopyPad(GM->UB)");
-    ascendc_emu::NoteGmRead(static_cast<uint64_t>(p.blockCount) * p.blockLen);
     for (uint32_t i = 0; i < p.blockCount; ++i) {
+        ascendc_emu::NoteGmRead(reinterpret_cast<const uint8_t *>(src.GetPhyAddr()) + i * (p.blockLen + p.srcStride),
+                                p.blockLen, ascendc_emu::g_state.block_idx, "DataCopyPad(GM->UB)");
         uint8_t *row = reinterpret_cast<uint8_t *>(dst.EmuData()) + i * row_ub;
         memcpy(row, reinterpret_cast<const uint8_t *>(src.GetPhyAddr()) + i * (p.blockLen + p.srcStride),
                p.blockLen);

@@ -2,9 +2,11 @@
 // kernel_operator.h.
 //
 // Blocks run one after another here but concurrently on a chip, so two blocks writing the same GM bytes
-// in one launch race (rule gm-overlap). Every GM write (DataCopy/DataCopyPad UB->GM, GlobalTensor::SetValue)
-// is logged as a byte range with its block; at the end of the launch the ranges are sorted and any byte
-// two blocks wrote stops the launch.
+// in one launch race (rule gm-overlap), and so does a block reading bytes another block of the launch
+// writes (rule gm-race: there is no cross-core sync here; it would read old or new data by timing).
+// Every GM write (DataCopy/DataCopyPad UB->GM, GlobalTensor::SetValue) and read (GM->UB copies,
+// GlobalTensor::GetValue) is logged as a byte range with its block; at the end of the launch the ranges
+// are sorted and checked.
 //
 // Cost counters (the cost model of llmc/bench.py reads them through ascendc_emu_cost): per launch the GM
 // bytes each block moved in (MTE2) and out (MTE3), its vector repeats (one per 256 bytes an operation
@@ -23,6 +25,8 @@ struct GmWrite {
     int64_t block;
     const char *api;
 };
+
+using GmRead = GmWrite;
 
 struct BlockCost {
     uint64_t gm_in = 0, gm_out = 0, vector_repeats = 0, scalar_accesses = 0, waits = 0;
@@ -45,6 +49,7 @@ constexpr size_t kMaxLaunchRecords = 1u << 17;
 
 struct LaunchLog {
     std::vector<GmWrite> writes;
+    std::vector<GmRead> reads;
     BlockCost block, max;
     uint64_t gm_in = 0, gm_out = 0;
     LaunchRecord *records = nullptr;            // kMaxLaunchRecords, allocated on first use
@@ -69,7 +74,19 @@ inline void NoteGmWrite(const void *p, uint64_t bytes, int64_t block, const char
     g_launch.block.gm_out += bytes;
 }
 
-inline void NoteGmRead(uint64_t bytes) { g_launch.block.gm_in += bytes; }
+inline void NoteGmRead(const void *p, uint64_t bytes, int64_t block, const char *api) {
+    if (bytes == 0) {
+        return;
+    }
+    const uintptr_t b = reinterpret_cast<uintptr_t>(p);
+    std::vector<GmRead> &r = g_launch.reads;
+    if (!r.empty() && r.back().block == block && r.back().end == b) {
+        r.back().end = b + bytes;
+    } else {
+        r.push_back(GmRead{b, b + bytes, block, api});
+    }
+    g_launch.block.gm_in += bytes;
+}
 
 // A vector operation costs one repeat per 256 bytes of its largest operand (at least one): the operand
 // checks note their sizes, NoteVectorOp (called once per operation) turns the largest into repeats.
@@ -87,6 +104,7 @@ inline void NoteVectorOp() {
 
 inline void BeginLaunch() {
     g_launch.writes.clear();
+    g_launch.reads.clear();
     g_launch.max = BlockCost();
     g_launch.gm_in = g_launch.gm_out = 0;
 }
@@ -104,7 +122,46 @@ inline void EndBlockCost() {
     b = BlockCost();
 }
 
-// Called after the last block: overlap check, then the launch's cost record.
+// A read of bytes another block writes in the same launch (writes sorted by start). For each prefix of the
+// writes, the furthest-reaching write and the furthest-reaching one of any other block: a read overlaps a
+// write of another block iff, among the writes starting before the read ends, such a write reaches past
+// the read's start.
+inline void CheckReadsAgainstWrites(const std::vector<GmWrite> &w, const std::vector<GmRead> &reads) {
+    if (w.empty() || reads.empty()) {
+        return;
+    }
+    std::vector<std::pair<size_t, size_t>> top(w.size());   // (i1, i2) per prefix, SIZE_MAX = none
+    size_t i1 = SIZE_MAX, i2 = SIZE_MAX;
+    for (size_t i = 0; i < w.size(); ++i) {
+        if (i1 == SIZE_MAX || w[i].block == w[i1].block) {
+            if (i1 == SIZE_MAX || w[i].end > w[i1].end) {
+                i1 = i;
+            }
+        } else if (w[i].end > w[i1].end) {
+            i2 = i1;
+            i1 = i;
+        } else if (i2 == SIZE_MAX || w[i].end > w[i2].end) {
+            i2 = i;
+        }
+        top[i] = {i1, i2};
+    }
+    for (const GmRead &r : reads) {
+        const auto after = std::lower_bound(w.begin(), w.end(), r.end,
+                                            [](const GmWrite &x, uintptr_t end) { return x.begin < end; });
+        if (after == w.begin()) {
+            continue;
+        }
+        const auto [a, b] = top[static_cast<size_t>(after - w.begin()) - 1];
+        const size_t other = w[a].block != r.block ? a : b;
+        if (other != SIZE_MAX && w[other].end > r.begin) {
+            Fail("gm-race", "block %lld reads GM bytes %p..%p (%s) that block %lld writes (%s) in the same launch: "
+                 "on a chip the cores race", static_cast<long long>(r.block), reinterpret_cast<void *>(r.begin),
+                 reinterpret_cast<void *>(r.end), r.api, static_cast<long long>(w[other].block), w[other].api);
+        }
+    }
+}
+
+// Called after the last block: overlap and race checks, then the launch's cost record.
 inline void EndLaunch(const char *kernel, uint32_t blocks) {
     std::vector<GmWrite> &w = g_launch.writes;
     std::sort(w.begin(), w.end(), [](const GmWrite &a, const GmWrite &b) { return a.begin < b.begin; });
@@ -131,6 +188,7 @@ inline void EndLaunch(const char *kernel, uint32_t blocks) {
             i2 = i;
         }
     }
+    CheckReadsAgainstWrites(w, g_launch.reads);
     if (g_launch.records == nullptr) {
         g_launch.records = static_cast<LaunchRecord *>(calloc(kMaxLaunchRecords, sizeof(LaunchRecord)));
     }

@@ -18,6 +18,7 @@
 //   tensor-state     a LocalTensor used after FreeTensor, while enqueued, or stale (emu_pipes.h)
 //   gm-unknown       SetGlobalBuffer on an address that is no device buffer
 //   gm-overlap       two blocks of one launch write the same GM bytes (emu_gm.h)
+//   gm-race          a block reads GM bytes another block of the same launch writes
 // Device memory lives in its own mapping that host code cannot touch (emu_device.h).
 // Chip availability (api-availability, cast-pair) and dtype rules (bf16-math, dtype) fail at compile
 // time through static_assert messages that carry the same "ascendc-emu: rule <rule>" prefix.
@@ -297,7 +298,7 @@ public:
     // scalar GM access (pipe S): no UB involved; a write counts toward the blocks' GM overlap check
     T GetValue(uint64_t i) const {
         EmuRequire(i + 1, "GetValue");
-        ascendc_emu::NoteGmRead(sizeof(T));
+        ascendc_emu::NoteGmRead(base_ + i, sizeof(T), ascendc_emu::g_state.block_idx, "GlobalTensor::GetValue");
         return base_[i];
     }
     void SetValue(uint64_t i, T v) const {

@@ -46,7 +46,8 @@ def _kernel_log(block_dim: int) -> C.Log:
               f"    xGm.SetGlobalBuffer(reinterpret_cast<__gm__ float *>(x), 1024);\n{body}\n}}\n")
     cdef = (f"int llmc_launch_{name}(uint8_t *x, size_t x_bytes, uint8_t *tiling, size_t tiling_bytes, "
             "uint32_t block_dim, char *err, size_t err_len);")
-    compiled = compile_sources(name, source, HOST.format(name=name), ARCH["910b"], cdef, f"llmc_launch_{name}")
+    compiled = compile_sources(name, source, HOST.format(name=name), ARCH["910b"], cdef,
+                               f"llmc_launch_{name}")
     log = C.CostLog(str(compiled.path.parent), compiled.path.name)
     log.take()
     x = np.arange(1024, dtype=np.float32)
@@ -112,7 +113,8 @@ def test_profiles_carry_the_cost_facts(target, clock, per_core):
 def test_a_bad_cost_table_names_the_key(tmp_path):
     from llmc.compiler.devices import ProfileError, load_profile
 
-    text = open(os.path.join(os.path.dirname(C.__file__), "..", "..", "compiler", "devices", "ascend310b.toml")).read()
+    devices = os.path.join(os.path.dirname(C.__file__), "..", "..", "compiler", "devices")
+    text = open(os.path.join(devices, "ascend310b.toml")).read()
     bad = tmp_path / "ascend310b.toml"
     bad.write_text(text.replace("clock_mhz = 500", "clock_mhz = -1"))
     with pytest.raises(ProfileError, match=r"cost\.clock_mhz: expected a positive number"):

@@ -55,7 +55,8 @@ int main(int argc, char **argv)
         return static_cast<int>(static_cast<volatile float *>(dev)[3]);
     }
     if (mode[0] == 'k') {                       // the wrong memcpy kind is refused
-        return aclrtMemcpy(dev, sizeof host, host, sizeof host, ACL_MEMCPY_DEVICE_TO_HOST) == ACL_SUCCESS ? 3 : 0;
+        const aclError rc = aclrtMemcpy(dev, sizeof host, host, sizeof host, ACL_MEMCPY_DEVICE_TO_HOST);
+        return rc == ACL_SUCCESS ? 3 : 0;
     }
     // the legal round trip: aclrtMemcpy in, a kernel, aclrtMemcpy out
     if (aclrtMemcpy(dev, sizeof host, host, sizeof host, ACL_MEMCPY_HOST_TO_DEVICE) != ACL_SUCCESS) {
@@ -78,7 +79,8 @@ def program(tmp_path_factory):
     d = tmp_path_factory.mktemp("devmem")
     (d / "main.cpp").write_text(PROGRAM)
     exe = d / "devmem"
-    build = ["g++", "-std=c++17", "-O1", "-D__NPU_ARCH__=3002", f"-I{EMU_DIR}", str(d / "main.cpp"), "-o", str(exe)]
+    build = ["g++", "-std=c++17", "-O1", "-D__NPU_ARCH__=3002", f"-I{EMU_DIR}", str(d / "main.cpp"), "-o",
+             str(exe)]
     subprocess.run(build, check=True, capture_output=True, text=True)
     return exe
 
@@ -114,6 +116,7 @@ def test_generated_model_copies_device_values_on_the_device(qwen2_q8_path, tmp_p
     carries = [i for i, line in enumerate(lines) if "/* carry " in line]
     assert len(carries) == 2
     for i in carries:
-        assert "llmc_ascend_copy(m->asc," in lines[i + 1] and "LLMC_ASCEND_ON_DEVICE" in lines[i + 1], lines[i + 1]
+        line = lines[i + 1]
+        assert "llmc_ascend_copy(m->asc," in line and "LLMC_ASCEND_ON_DEVICE" in line, line
     host = (tmp_path / "src" / "llmc_ascend.cpp").read_text()
     assert "aligned_alloc" not in host and "memmove" not in host

@@ -63,12 +63,12 @@ def test_compute_then_copy_out_needs_v_to_mte3():
 
 
 def test_scalar_write_then_vector_read_needs_s_to_v():
+    set_one = ("    Duplicate(ta, 0.0f, 64);\n    SetFlag<HardEvent::V_S>(EVENT_ID0);\n"
+               "    WaitFlag<HardEvent::V_S>(EVENT_ID0);\n    ta.SetValue(3, 2.0f);\n")
     _pair(
         "s_v",
-        "    Duplicate(ta, 0.0f, 64);\n    SetFlag<HardEvent::V_S>(EVENT_ID0);\n    WaitFlag<HardEvent::V_S>(EVENT_ID0);\n"
-        "    ta.SetValue(3, 2.0f);\n    Adds(tb, ta, 1.0f, 64);\n",
-        "    Duplicate(ta, 0.0f, 64);\n    SetFlag<HardEvent::V_S>(EVENT_ID0);\n    WaitFlag<HardEvent::V_S>(EVENT_ID0);\n"
-        "    ta.SetValue(3, 2.0f);\n    SetFlag<HardEvent::S_V>(EVENT_ID0);\n    WaitFlag<HardEvent::S_V>(EVENT_ID0);\n"
+        set_one + "    Adds(tb, ta, 1.0f, 64);\n",
+        set_one + "    SetFlag<HardEvent::S_V>(EVENT_ID0);\n    WaitFlag<HardEvent::S_V>(EVENT_ID0);\n"
         "    Adds(tb, ta, 1.0f, 64);\n",
         "pipe-sync",
     )
@@ -102,7 +102,8 @@ def test_syncs_are_transitive():
 
 
 def test_pipe_barrier_all_orders_everything():
-    launch("barrier", BUF + "    DataCopy(ta, xGm, 64);\n    PipeBarrier<PIPE_ALL>();\n    Adds(tb, ta, 1.0f, 64);\n")
+    launch("barrier", BUF + "    DataCopy(ta, xGm, 64);\n    PipeBarrier<PIPE_ALL>();\n"
+           "    Adds(tb, ta, 1.0f, 64);\n")
 
 
 def test_wait_without_set_would_hang():
@@ -225,8 +226,18 @@ WRITE_OUT = """
 def test_two_blocks_writing_the_same_gm():
     with pytest.raises(AscendCRuleError) as info:
         launch("overlap", BUF + WRITE_OUT.format(offset="GetBlockIdx() * 32"), block_dim=2)
-    assert "rule gm-overlap: blocks 0 (DataCopy(UB->GM)) and 1 (DataCopy(UB->GM)) both write" in str(info.value)
+    assert ("rule gm-overlap: blocks 0 (DataCopy(UB->GM)) and 1 (DataCopy(UB->GM)) both write"
+            in str(info.value))
     launch("disjoint", BUF + WRITE_OUT.format(offset="GetBlockIdx() * 64"), block_dim=4)
+
+
+def test_a_block_reading_what_another_block_writes():
+    """Block b reads the slice block b + 1 writes: on a chip it sees old or new data by timing."""
+    race = WRITE_OUT.replace("DataCopy(ta, xGm[{offset}], 64);", "DataCopy(ta, xGm[{offset} + 64], 64);")
+    with pytest.raises(AscendCRuleError) as info:
+        launch("read_race", BUF + race.format(offset="GetBlockIdx() * 64"), block_dim=2)
+    assert "rule gm-race: block 0 reads GM bytes" in str(info.value)
+    assert "that block 1 writes (DataCopy(UB->GM))" in str(info.value)
 
 
 def test_gm_bounds_are_the_real_buffer_not_the_declared_size():
@@ -235,7 +246,8 @@ def test_gm_bounds_are_the_real_buffer_not_the_declared_size():
     msg = expect_rule(
         "gm-bounds",
         "declared_too_big",
-        BUF + "    GlobalTensor<float> big;\n    big.SetGlobalBuffer(reinterpret_cast<__gm__ float *>(x), 4096);\n"
+        BUF + "    GlobalTensor<float> big;\n"
+        "    big.SetGlobalBuffer(reinterpret_cast<__gm__ float *>(x), 4096);\n"
         "    DataCopy(ta, big[1000], 64);\n",
     )
     assert "the device buffer has 32 left (the kernel declared 3096)" in msg
@@ -245,7 +257,8 @@ def test_gm_pointer_outside_every_buffer():
     msg = expect_rule(
         "gm-unknown",
         "wild_pointer",
-        "    GlobalTensor<float> wild;\n    wild.SetGlobalBuffer(reinterpret_cast<__gm__ float *>(x) + 4096, 64);\n",
+        "    GlobalTensor<float> wild;\n"
+        "    wild.SetGlobalBuffer(reinterpret_cast<__gm__ float *>(x) + 4096, 64);\n",
     )
     assert "in no device buffer" in msg
 
