@@ -13,6 +13,8 @@ llama-cpp-python oracle's timing is the fallback (llmc.oracle.llama_bench: prefi
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import statistics
@@ -125,9 +127,13 @@ def run(artifact: str, gguf: str, n_prompt: int = 128, n_gen: int = 64, depth: i
     n_batch = max(n_prompt, min(depth, 512), 1)
     model = llmc.load(artifact, gguf, n_ctx=depth + max(n_prompt, n_gen) + 8, n_threads=threads, n_batch=n_batch)
     from llmc import bench_ascend
-    if bench_ascend.has_cost_model(model.target):
+    emulated = bench_ascend.has_cost_model(model.target)
+    if emulated:
         bench_ascend.report(model, artifact, gguf, n_prompt, n_gen, depth, layers, chunk=n_batch)
+        compare = False     # the emulator's speed on this CPU says nothing about the chip: no ratio
     ours = measure_llmc(model, n_prompt, n_gen, depth, repeats, chunk=n_batch)
+    if emulated:
+        ours = dataclasses.replace(ours, how=f"{ours.how}; the emulator on this CPU, not the chip's speed")
     at = f" at depth {depth}" if depth else ""
 
     def figures(speed: Speed) -> str:

@@ -249,10 +249,10 @@ def cmd_bench(args) -> int:
         from llmc import arch_path
         from llmc.compiler.driver import compile_to_temp
         artifact = compile_to_temp(arch_path(artifact), args.target, gguf_path=args.gguf)
-    bench.run(artifact, args.gguf, args.prompt_tokens, args.gen_tokens, args.depth, args.repeats,
-              args.threads, compare=not args.no_llama, layers=args.layers)
+    _, theirs = bench.run(artifact, args.gguf, args.prompt_tokens, args.gen_tokens, args.depth, args.repeats,
+                          args.threads, compare=not args.no_llama, layers=args.layers)
     rss = f"peak RSS {_peak_rss_mib('self'):.0f} MiB (llmc, Python included)"
-    if not args.no_llama:
+    if theirs is not None:
         rss += f"; llama.cpp {_peak_rss_mib('children'):.0f} MiB (its largest process)"
     print(rss)
     return 0
