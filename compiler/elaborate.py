@@ -311,8 +311,8 @@ class Elaborator:
         spec = SPECS[op]
         for k, t in enumerate(inputs):
             if t is not None and t.optional and not spec.inputs[k].endswith("?") and op is not Op.ADD:
-                raise DslError(f"an optional weight can only be a bias (linear, add, moe_matmul) or "
-                               f"attention sinks; {op.value} needs input {spec.inputs[k]!r} present", loc)
+                raise DslError(f"an optional weight can only be a bias (linear, add, moe_matmul), "
+                               f"attention sinks or rope freq_factors; {op.value} needs input {spec.inputs[k]!r} present", loc)
         shapes = [t.shape if t is not None else None for t in inputs]
         try:
             shape = infer_shape(op, shapes, attrs, {})

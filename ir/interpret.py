@@ -112,7 +112,7 @@ _RUN: dict[Op, Callable] = {
     Op.WEIGHT: lambda it, nid, layer, ins, a: it.weight(nid, layer),
     Op.EMBED: lambda it, nid, layer, ins, a: ref.embed(ins[0].data, ins[1]),
     Op.MATMUL: _matmul,
-    Op.ROPE: lambda it, nid, layer, ins, a: ref.rope(ins[0], ins[1], **a),
+    Op.ROPE: lambda it, nid, layer, ins, a: ref.rope(ins[0], ins[1], freq_factors=_data(ins[2]), **a),
     Op.TOPK: lambda it, nid, layer, ins, a: ref.top_k(ins[0], int(a["k"])),
     Op.GATHER: lambda it, nid, layer, ins, a: ref.gather(ins[0], ins[1]),
     Op.MOE_MATMUL: _moe_matmul,

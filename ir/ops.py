@@ -72,7 +72,9 @@ SPECS: dict[Op, OpSpec] = {s.op: s for s in [*[
     _spec(Op.LOOP_IN, [], doc="a value carried from one layer to the next"),
     _spec(Op.EMBED, ["table", "tokens"], doc="rows of table (V, n) at tokens (T,) -> (T, n)"),
     _spec(Op.MATMUL, ["x", "w", "bias?"], doc="x (..., n_in) @ w (n_out, n_in)^T [+ bias] -> (..., n_out)"),
-    _spec(Op.ROPE, ["x", "positions"], ROPE_ATTRS, doc="rotary embedding of x (T, heads, head_dim)"),
+    _spec(Op.ROPE, ["x", "positions", "freq_factors?"], ROPE_ATTRS,
+          doc="rotary embedding of x (T, heads, head_dim); pair i's angle is divided by freq_factors[i] "
+              "(n_dims/2,) when given (Llama 3.x rope_freqs, Phi-3 long/short factors)"),
     _spec(Op.TOPK, ["x"], {"k": None}, doc="indices of the k largest values of each row, descending"),
     _spec(Op.GATHER, ["x", "index"], doc="x (T, n) at index (T, k) -> (T, k)"),
     _spec(Op.MOE_MATMUL, ["x", "w", "selected", "bias?"],
@@ -145,6 +147,9 @@ def _matmul_shape(op, s, attrs, env) -> Shape:
 
 def _rope_shape(op, s, attrs, env) -> Shape:
     _rank(s[0], 3, "rope input (T, heads, head_dim)")
+    if s[2] is not None:
+        _rank(s[2], 1, "rope freq_factors (n_dims/2,)")
+        _expect(s[2][0], BinOp("/", attrs["n_dims"], Num(2)), env, f"rope freq_factors {_fmt(s[2])} vs n_dims/2")
     return s[0]
 
 

@@ -52,8 +52,10 @@ globals().update({name: _pointwise(name) for name in pointwise.OPS})
 
 
 def rope_cache(positions: np.ndarray, n_dims: int, base: float, freq_scale: float, ext_factor: float,
-               attn_factor: float, beta_fast: float, beta_slow: float, n_ctx_orig: int):
+               attn_factor: float, beta_fast: float, beta_slow: float, n_ctx_orig: int,
+               freq_factors: np.ndarray | None = None):
     """cos, sin (T, n_dims/2) f32 as ggml builds them: theta_{i+1} = theta_i * base^(-2/n_dims) in f32,
+    divided by freq_factors[i] (n_dims/2,) when given (ggml_rope_ext's src2; before freq_scale and YaRN),
     YaRN ramp between the corrected dims when ext_factor != 0."""
     half = n_dims // 2
     theta_scale = f32(math.pow(base, -2.0 / n_dims))
@@ -61,6 +63,8 @@ def rope_cache(positions: np.ndarray, n_dims: int, base: float, freq_scale: floa
     theta[:, 0] = positions.astype(f32)
     for i in range(1, half):
         theta[:, i] = theta[:, i - 1] * theta_scale
+    if freq_factors is not None:
+        theta = (theta / np.asarray(freq_factors, f32).reshape(half)).astype(f32)
     mscale = f32(attn_factor)
     theta_interp = (f32(freq_scale) * theta).astype(f32)
     if ext_factor != 0.0:
@@ -80,11 +84,11 @@ def rope_cache(positions: np.ndarray, n_dims: int, base: float, freq_scale: floa
 
 def rope(x: np.ndarray, positions: np.ndarray, mode: str, n_dims: int, base: float, freq_scale: float = 1.0,
          ext_factor: float = 0.0, attn_factor: float = 1.0, beta_fast: float = 32.0, beta_slow: float = 1.0,
-         n_ctx_orig: int = 0) -> np.ndarray:
+         n_ctx_orig: int = 0, freq_factors: np.ndarray | None = None) -> np.ndarray:
     """x (T, heads, head_dim). NORM rotates pairs (2i, 2i+1); NEOX rotates (i, i + n_dims/2).
-    Dims at and past n_dims pass through."""
+    Dims at and past n_dims pass through. freq_factors (n_dims/2,): see rope_cache."""
     cos, sin = rope_cache(positions, n_dims, base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow,
-                          n_ctx_orig)
+                          n_ctx_orig, freq_factors)
     cos, sin = cos[:, None, :], sin[:, None, :]
     out = x.astype(f32).copy()
     half = n_dims // 2

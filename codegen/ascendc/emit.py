@@ -324,7 +324,17 @@ class AscendCEmitter(Emitter):
 
     def _rope_call(self, b, n: Node, where: str) -> Call:
         g, a = b.graph, n.attrs
-        x, pos = g.inputs(n.id)
+        x, pos, freq_factors = g.inputs(n.id)
+        guard = []
+        if freq_factors is not None:
+            # placed here only because the GGUF file given to the compiler lacks this optional weight
+            # (the profiles refuse freq_factors); a file that has it must not run on this artifact
+            ff = g.node(freq_factors)
+            if not (ff.op is Op.WEIGHT and ff.attrs.get("optional")):
+                raise AscendCodegenError(f"%{n.id} rope: freq_factors are not supported on {self.device} ({n.loc})")
+            guard = [f"    if ({b.var(freq_factors)} != NULL) {{ llmc_fail(err, err_len, \"{ff.attrs['gguf']} is in "
+                     f"this file but the artifact's rope runs on {self.device}, which does not apply it (compiled "
+                     f"for a file without it): recompile with this file\"); return 0; }}"]
         if (g.node(pos).device or "cpu") != self.device:
             raise AscendCodegenError(f"%{n.id} rope: positions are not on {self.device} ({n.loc})")
         p = (f"{{ .mode = {_ROPE_MODE[a['mode'].value]}, .n_dims = {b.ci(a['n_dims'])}, "
@@ -338,7 +348,7 @@ class AscendCEmitter(Emitter):
         src = g.inputs(pos)[0] if g.node(pos).op is Op.TRANSFER else None
         on_host = src is not None and g.node(src).op is Op.POSITIONS
         positions = "in_pos, 1" if on_host else f"{b.var(pos)}, 0"
-        return Call(where, ["{", f"    const llmc_ascend_rope rp = {p};",
+        return Call(where, ["{", *guard, f"    const llmc_ascend_rope rp = {p};",
                             (f"    if (!llmc_ascend_rope_f32(m->asc, {b.var(n.id)}, {b.var(x)}, {positions}, "
                              f"{b.ci(shape[0])}, {b.ci(shape[1])}, {b.ci(shape[2])}, &rp, err, err_len)) return 0;"),
                             "}"])

@@ -54,8 +54,9 @@ class CEmitter(Emitter):
 
     def _rope(self, b, n: Node, where: str) -> Call:
         a, out, shape = n.attrs, b.var(n.id), n.shape
-        x, positions = b.graph.inputs(n.id)
+        x, positions, freq_factors = b.graph.inputs(n.id)
         mode = ROPE_MODE[a["mode"].value]
+        factors = b.var(freq_factors) if freq_factors is not None else "NULL"
         p = (f"{{ .mode = {mode}, .n_dims = {b.ci(a['n_dims'])}, .base = (float)({b.c(a['base'])}), "
              f".freq_scale = (float)({b.c(a['freq_scale'])}), .ext_factor = (float)({b.c(a['ext_factor'])}), "
              f".attn_factor = (float)({b.c(a['attn_factor'])}), .beta_fast = (float)({b.c(a['beta_fast'])}), "
@@ -65,7 +66,7 @@ class CEmitter(Emitter):
                                  f"    if ({out} != {b.var(x)}) memcpy({out}, {b.var(x)}, sizeof(float) * "
                                  f"{b.numel(shape)});",
                                  f"    llmc_rope_f32({out}, {b.var(positions)}, T, {b.ci(shape[1])}, "
-                                 f"{b.ci(shape[2])}, &rp);",
+                                 f"{b.ci(shape[2])}, &rp, {factors});",
                                  "}"])
 
     def _attention(self, b, n: Node, where: str) -> Call:

@@ -329,14 +329,15 @@ class OpenCLEmitter(Emitter):
     def _rope(self, b, n: Node) -> list[str]:
         a, shape = n.attrs, n.shape
         f = lambda e: _float(b, e)
-        x, positions = b.graph.inputs(n.id)
+        x, positions, freq_factors = b.graph.inputs(n.id)
         p = (f"{{ .mode = {ROPE_MODE[a['mode'].value]}, .n_dims = {b.ci(a['n_dims'])}, .base = {f(a['base'])}, "
              f".freq_scale = {f(a['freq_scale'])}, .ext_factor = {f(a['ext_factor'])}, "
              f".attn_factor = {f(a['attn_factor'])}, .beta_fast = {f(a['beta_fast'])}, "
              f".beta_slow = {f(a['beta_slow'])}, .n_ctx_orig = {b.ci(a['n_ctx_orig'])} }}")
         return ["{",
                 f"    const llmc_rope_params rp = {p};",
-                f"    llmc_ocl_rope({self.h}, {self.mem(b, n.id)}, {self.mem(b, x)}, {self.mem(b, positions)}, T, "
+                f"    llmc_ocl_rope({self.h}, {self.mem(b, n.id)}, {self.mem(b, x)}, {self.mem(b, positions)}, "
+                f"{self.mem(b, freq_factors)}, T, "
                 f"{b.ci(shape[1])}, {b.ci(shape[2])}, &rp);",
                 "}"]
 

@@ -49,12 +49,21 @@ def native(graph: Graph, nid: int, profile, context: PartitionContext | None) ->
     node = graph.node(nid)
     ins = graph.inputs(nid)
     names = [n.rstrip("?") for n in SPECS[node.op].inputs]
-    present = [names[k] for k, src in enumerate(ins) if src is not None and k < len(names)]
+    present = [names[k] for k, src in enumerate(ins)
+               if src is not None and k < len(names) and not _absent_weight(graph, src, context)]
     types = None
     if node.op in WEIGHT_INPUT and context.known:
         w = ins[WEIGHT_INPUT[node.op]]
         types = context.weight_types.get(w, ())
     return profile.supports(node, types, inputs=present, env=context.env)
+
+
+def _absent_weight(graph: Graph, nid: int, context: PartitionContext) -> bool:
+    """An optional weight the given GGUF file lacks (e.g. rope_freqs in a Llama 2 file): the op runs
+    without that input. Without a file every declared input counts as present."""
+    node = graph.node(nid)
+    return (context.known and node.op is Op.WEIGHT and bool(node.attrs.get("optional"))
+            and not context.weight_types.get(nid))
 
 
 def partition_graph(

@@ -30,8 +30,9 @@ typedef struct {
     int n_ctx_orig;
 } llmc_rope_params;
 
+/* freq_factors (n_dims/2,) or NULL: pair i's angle is divided by freq_factors[i] (Llama 3.x rope_freqs) */
 void llmc_rope_f32(float *x, const int32_t *pos, int n_tokens, int n_heads, int head_dim,
-                   const llmc_rope_params *p);
+                   const llmc_rope_params *p, const float *freq_factors);
 
 /* ---- causal GQA attention over per-sequence f16 K/V caches (n_seq, n_ctx, n_head_kv, head_dim) ----
  * Token t belongs to sequence seq[t] at position positions[t]: its k_new, v_new row (n_head_kv, head_dim)

@@ -121,3 +121,21 @@ def test_an_n_ctx_attention_cannot_tile_is_refused_at_load(qwen2_q8_path, tmp_pa
     llmc.load(str(tmp_path), qwen2_q8_path, n_ctx=4096)
     with pytest.raises(llmc.LlmcError, match="scores over n_ctx keys do not fit in UB"):
         llmc.load(str(tmp_path), qwen2_q8_path, n_ctx=40000)
+
+
+def test_rope_freqs_keep_rope_on_the_cpu(tmp_path, oracle):
+    """The AscendC rope does not apply freq_factors: a Llama 3.x file (rope_freqs.weight) keeps its ropes on
+    the CPU with the reason and still agrees; a file without the tensor puts them on the NPU, and that
+    artifact refuses a file that has it instead of ignoring the factors."""
+    from tests.fixtures.models import write_llama
+    with_ff = write_llama(tmp_path / "ff.gguf", weight_type="Q8_0", rope_freqs=True)
+    plain = write_llama(tmp_path / "plain.gguf", weight_type="Q8_0")
+    result = compile_model(os.path.join(ARCHS, "llama.llmc"), "ascend910b", str(tmp_path / "ff"), gguf=with_ff)
+    ropes = [n for n in result.graph.nodes() if n.op.value == "rope"]
+    assert ropes and all(n.device == "cpu" and "freq_factors" in n.placement for n in ropes)
+    _run("llama", "ascend910b", with_ff, tmp_path / "ff", oracle)
+    kernels, _ = _run("llama", "ascend910b", plain, tmp_path / "plain", oracle)
+    assert "rope" in {k["op"] for k in kernels.values()}
+    model = llmc.load(str(tmp_path / "plain"), with_ff, n_ctx=64, n_batch=16)
+    with pytest.raises(llmc.LlmcError, match="rope_freqs.weight is in this file"):
+        model.logits(fixture_tokens(model.n_vocab, 4, seed=4))

@@ -174,22 +174,24 @@ def test_bias_add(lib, shape, broadcast, seed):
 @settings(max_examples=60, deadline=None)
 @given(mode=st.sampled_from(["norm", "neox"]), yarn=st.booleans(), head_dim=st.sampled_from([8, 32, 64, 80]),
        dims_cut=st.sampled_from([0, 0, 4, 16]), n_heads=st.integers(1, 4), n_tokens=st.integers(1, 5),
-       base=st.sampled_from([10000.0, 150000.0, 1e6]), seed=seeds())
-def test_rope(lib, mode, yarn, head_dim, dims_cut, n_heads, n_tokens, base, seed):
+       base=st.sampled_from([10000.0, 150000.0, 1e6]), factors=st.booleans(), seed=seeds())
+def test_rope(lib, mode, yarn, head_dim, dims_cut, n_heads, n_tokens, base, factors, seed):
     rng = np.random.default_rng(seed)
     n_dims = max(2, head_dim - dims_cut)
     x = rng.standard_normal((n_tokens, n_heads, head_dim)).astype(f32)
     pos = rng.integers(0, 3000, size=n_tokens).astype(np.int32)
     yarn_args = dict(freq_scale=1 / 32, ext_factor=1.0, attn_factor=1.0, beta_fast=32.0, beta_slow=1.0,
                      n_ctx_orig=4096) if yarn else {}
-    ref = reference.rope(x, pos, mode, n_dims, base, **yarn_args)
+    # Llama 3.x rope_freqs: per-pair divisors of the angle, 1..8 so that ignoring them cannot pass
+    freq_factors = rng.uniform(1.0, 8.0, n_dims // 2).astype(f32) if factors else None
+    ref = reference.rope(x, pos, mode, n_dims, base, freq_factors=freq_factors, **yarn_args)
 
     no_yarn = dict(freq_scale=1.0, ext_factor=0.0, attn_factor=1.0, beta_fast=32.0, beta_slow=1.0,
                    n_ctx_orig=0)
     params = lib.ffi.new("llmc_rope_params *", {
         "mode": 0 if mode == "norm" else 2, "n_dims": n_dims, "base": base, **no_yarn, **yarn_args})
     y = x.copy()
-    lib.call("llmc_rope_f32", y, pos, n_tokens, n_heads, head_dim, params)
+    lib.call("llmc_rope_f32", y, pos, n_tokens, n_heads, head_dim, params, freq_factors)
 
     # a one-ulp angle difference moves the result by ~|x| * ulp(angle); pos bounds every angle
     pair = np.sqrt((x ** 2).sum(axis=-1, keepdims=True))

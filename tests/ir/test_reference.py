@@ -32,6 +32,26 @@ def test_rope_at_position_zero_is_identity_and_rotates_pairs():
                                rtol=1e-6)
 
 
+@given(st.sampled_from(["norm", "neox"]), st.sampled_from([2.0, 4.0, 8.0]), st.integers(0, 3000))
+def test_rope_freq_factors_divide_every_angle(mode, factor, pos):
+    """A constant freq_factor c is freq_scale 1/c (both divide every angle); a factor on one pair turns that
+    pair alone, by pos * theta_i / c radians."""
+    rng = np.random.default_rng(pos)
+    x = rng.standard_normal((1, 2, 16)).astype(np.float32)
+    p = np.array([pos], np.int32)
+    same = np.full(8, factor, np.float32)
+    np.testing.assert_allclose(ref.rope(x, p, mode, 16, 10000.0, freq_factors=same),
+                               ref.rope(x, p, mode, 16, 10000.0, freq_scale=1.0 / factor), atol=2e-6 * max(pos, 1))
+    one = np.ones(8, np.float32)
+    one[0] = factor                                                 # pair 0 has theta_0 = pos
+    y, plain = ref.rope(x, p, mode, 16, 10000.0, freq_factors=one), ref.rope(x, p, mode, 16, 10000.0)
+    a, b = (0, 1) if mode == "norm" else (0, 8)
+    angle = pos / factor
+    np.testing.assert_allclose(y[..., a], x[..., a] * np.cos(angle) - x[..., b] * np.sin(angle), atol=1e-4)
+    rest = [d for d in range(16) if d not in (a, b)]
+    np.testing.assert_array_equal(y[..., rest], plain[..., rest])
+
+
 @given(arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(1, 50)), elements=st.floats(-30, 30, width=32)))
 def test_softmax_rows_sum_to_one(x):
     y = ref.softmax(x)

@@ -1,10 +1,12 @@
 """Random-weight files of the architectures added after llama, qwen2 and gpt-oss (tests/fixtures/qwen3.py,
-gemma.py, phi3.py), written once per session; shared by the agreement tests in this folder."""
+gemma.py, phi3.py) and of llama variants, written once per session; shared by the agreement tests in this
+folder."""
 from __future__ import annotations
 
 import pytest
 
 from tests.fixtures.gemma import write_gemma2, write_gemma3
+from tests.fixtures.models import write_llama
 from tests.fixtures.phi3 import write_phi3
 from tests.fixtures.qwen3 import write_qwen3
 
@@ -68,3 +70,9 @@ def phi3_f32_path(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def phi3_q8_path(tmp_path_factory) -> str:
     return _write(tmp_path_factory, "phi3-q8_0", write_phi3, weight_type="Q8_0")
+
+
+@pytest.fixture(scope="session")
+def llama_rope_freqs_f32_path(tmp_path_factory) -> str:
+    """llama with Llama 3.x's rope_freqs.weight (factors 1..8 dividing each pair's angle), every tensor F32."""
+    return _write(tmp_path_factory, "llama-rope-freqs-f32", write_llama, weight_type="F32", rope_freqs=True)

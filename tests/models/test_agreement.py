@@ -57,6 +57,7 @@ CASES = [
     ("gpt_oss", "gpt_oss_f32_path", 1.0, 0.01),
     ("gpt_oss", "gpt_oss_path", 0.90, 0.15),
     ("llama", "llama_f32_path", 1.0, 0.01),
+    ("llama", "llama_rope_freqs_f32_path", 1.0, 0.01),
     ("qwen3", "qwen3_f32_path", 1.0, 0.01),
     ("qwen3", "qwen3_q8_path", 0.90, 0.15),
     ("qwen3", "qwen3_q4_0_tied_path", 0.90, 0.15),
@@ -106,6 +107,7 @@ def test_decode_continues_prefill(qwen2_q8_path, artifacts):
 
 # The newer archs on the device targets: OpenCL (PoCL in CI) F32 and quantized, qwen3 on the 910B emulator.
 DEVICE_CASES = [
+    ("llama", "llama_rope_freqs_f32_path", "opencl", 1.0, 0.01),
     ("qwen3", "qwen3_f32_path", "opencl", 1.0, 0.01),
     ("qwen3", "qwen3_q8_path", "opencl", 0.90, 0.15),
     ("qwen3", "qwen3_q8_path", "ascend910b", 0.90, 0.15),

@@ -164,8 +164,8 @@ ROPES = [("norm", 64, 64, 0.0, 1.0), ("neox", 64, 32, 0.0, 1.0), ("neox", 64, 64
 
 
 @SETTINGS
-@given(case=st.sampled_from(ROPES), seed=st.integers(0, 99))
-def test_rope(case, seed):
+@given(case=st.sampled_from(ROPES), factors=st.booleans(), seed=st.integers(0, 99))
+def test_rope(case, factors, seed):
     import math
     mode, head_dim, n_dims, ext, freq = case
     rng = np.random.default_rng(seed)
@@ -174,7 +174,9 @@ def test_rope(case, seed):
     pos = np.array([0, 7, 300], np.int32)
     params = dict(mode=mode, n_dims=n_dims, base=10000.0, freq_scale=freq, ext_factor=ext, attn_factor=1.0,
                   beta_fast=32.0, beta_slow=1.0, n_ctx_orig=4096)
-    want = reference.rope(x, pos, **params)
+    # Llama 3.x rope_freqs: per-pair divisors of the angle, 1..8 so that ignoring them cannot pass
+    freq_factors = rng.uniform(1.0, 8.0, n_dims // 2).astype(f32) if factors else None
+    want = reference.rope(x, pos, freq_factors=freq_factors, **params)
     low, span, mscale = 0.0, 1.0, 1.0
     if ext:
         def corr(rot):
@@ -185,7 +187,7 @@ def test_rope(case, seed):
     dev = need_opencl()
     y = dev.buffer(nbytes=x.nbytes)
     dev.run(dev.kernel(_source(None), "rope_f32"), (head_dim // 2, H, T), ("m", y), ("m", dev.buffer(x)),
-            ("m", dev.buffer(pos)), ("i", H), ("i", head_dim), ("i", 2 if mode == "neox" else 0), ("i", n_dims),
+            ("m", dev.buffer(pos)), ("m", None if freq_factors is None else dev.buffer(freq_factors)), ("i", H), ("i", head_dim), ("i", 2 if mode == "neox" else 0), ("i", n_dims),
             ("f", float(f32(math.pow(10000.0, -2.0 / n_dims)))), ("f", freq), ("f", ext), ("f", low), ("f", span),
             ("f", mscale))
     # cos/sin of angles up to 300 rad: the device's and numpy's libm differ by a few ulp of the angle
