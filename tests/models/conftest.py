@@ -73,6 +73,13 @@ def phi3_q8_path(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def phi3_long_rope_f32_path(tmp_path_factory) -> str:
+    """phi3 as a 128k file (rope_factors_short/long, attn_factor 1.19), every tensor F32; llama.cpp takes the
+    short factors at the contexts compared (<= the original 4096)."""
+    return _write(tmp_path_factory, "phi3-long-rope-f32", write_phi3, weight_type="F32", long_rope=True)
+
+
+@pytest.fixture(scope="session")
 def llama_rope_freqs_f32_path(tmp_path_factory) -> str:
     """llama with Llama 3.x's rope_freqs.weight (factors 1..8 dividing each pair's angle), every tensor F32."""
     return _write(tmp_path_factory, "llama-rope-freqs-f32", write_llama, weight_type="F32", rope_freqs=True)

@@ -68,6 +68,7 @@ CASES = [
     ("gemma2", "gemma2_q8_path", 0.90, 0.15),
     ("phi3", "phi3_f32_path", 1.0, 0.01),
     ("phi3", "phi3_q8_path", 0.90, 0.15),
+    ("phi3", "phi3_long_rope_f32_path", 1.0, 0.01),
 ]
 
 
