@@ -47,6 +47,11 @@ COMMON_KERNELS: tuple[str, ...] = tuple(k for names in COMMON.values() for k in 
 WEIGHT_TYPES: tuple[str, ...] = MATMUL_TYPES
 TYPED_KERNELS: tuple[str, ...] = ("matmul", "matmul_group", "moe_matmul", "embed")
 
+# Weight types whose blocks are read as vectors, with prefill kernels too: matmul_tiled_<type> and
+# matmul_group_tiled_<type> compute PREFILL_TILE token rows per work-item from each decoded block.
+TILED_TYPES: tuple[str, ...] = ("Q4_0", "Q4_1", "Q8_0")
+PREFILL_TILE = 4
+
 
 # The C target's dequantizers are C99; these rewrites make them OpenCL C 1.2 (pattern, replacement, why).
 _C_TO_OPENCL: tuple[tuple[str, str, str], ...] = (
@@ -93,4 +98,5 @@ def render_typed(ggml_type: str) -> str:
     return ENV.get_template("matmul.cl.j2").render(header=header, type=t, block=block, block_bytes=block_bytes,
                                                    with_min=VEC_DOT_TYPE[ggml_type] == "Q8_1",
                                                    act=VEC_DOT_TYPE[ggml_type].lower(),
-                                                   dequantizer=dequantizer(ggml_type))
+                                                   dequantizer=dequantizer(ggml_type),
+                                                   TILED_TYPES=[x.lower() for x in TILED_TYPES], tile=PREFILL_TILE)
