@@ -50,7 +50,7 @@ TYPED_KERNELS: tuple[str, ...] = ("matmul", "matmul_group", "moe_matmul", "embed
 # Weight types whose blocks are read as vectors, with prefill kernels too: matmul_tiled_<type> and
 # matmul_group_tiled_<type> compute PREFILL_TILE token rows per work-item from each decoded block.
 TILED_TYPES: tuple[str, ...] = ("Q4_0", "Q4_1", "Q8_0")
-PREFILL_TILE = 4
+PREFILL_TILE = 8
 
 
 # The C target's dequantizers are C99; these rewrites make them OpenCL C 1.2 (pattern, replacement, why).
