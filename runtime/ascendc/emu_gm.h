@@ -122,6 +122,21 @@ inline void EndBlockCost() {
     b = BlockCost();
 }
 
+// Sweep step over writes in start order: i1 is the furthest-reaching write so far, i2 the furthest-reaching
+// one of a block other than i1's (SIZE_MAX = none).
+inline void KeepFurthest(const std::vector<GmWrite> &w, size_t i, size_t &i1, size_t &i2) {
+    if (i1 == SIZE_MAX || w[i].block == w[i1].block) {
+        if (i1 == SIZE_MAX || w[i].end > w[i1].end) {
+            i1 = i;
+        }
+    } else if (w[i].end > w[i1].end) {
+        i2 = i1;
+        i1 = i;
+    } else if (i2 == SIZE_MAX || w[i].end > w[i2].end) {
+        i2 = i;
+    }
+}
+
 // A read of bytes another block writes in the same launch (writes sorted by start). For each prefix of the
 // writes, the furthest-reaching write and the furthest-reaching one of any other block: a read overlaps a
 // write of another block iff, among the writes starting before the read ends, such a write reaches past
@@ -133,16 +148,7 @@ inline void CheckReadsAgainstWrites(const std::vector<GmWrite> &w, const std::ve
     std::vector<std::pair<size_t, size_t>> top(w.size());   // (i1, i2) per prefix, SIZE_MAX = none
     size_t i1 = SIZE_MAX, i2 = SIZE_MAX;
     for (size_t i = 0; i < w.size(); ++i) {
-        if (i1 == SIZE_MAX || w[i].block == w[i1].block) {
-            if (i1 == SIZE_MAX || w[i].end > w[i1].end) {
-                i1 = i;
-            }
-        } else if (w[i].end > w[i1].end) {
-            i2 = i1;
-            i1 = i;
-        } else if (i2 == SIZE_MAX || w[i].end > w[i2].end) {
-            i2 = i;
-        }
+        KeepFurthest(w, i, i1, i2);
         top[i] = {i1, i2};
     }
     for (const GmRead &r : reads) {
@@ -177,16 +183,7 @@ inline void EndLaunch(const char *kernel, uint32_t blocks) {
                  static_cast<long long>(w[i].block), w[i].api, reinterpret_cast<void *>(w[i].begin),
                  reinterpret_cast<void *>(std::min(w[i].end, w[other].end)));
         }
-        if (i1 == SIZE_MAX || w[i].block == w[i1].block) {
-            if (i1 == SIZE_MAX || w[i].end > w[i1].end) {
-                i1 = i;
-            }
-        } else if (w[i].end > w[i1].end) {
-            i2 = i1;
-            i1 = i;
-        } else if (i2 == SIZE_MAX || w[i].end > w[i2].end) {
-            i2 = i;
-        }
+        KeepFurthest(w, i, i1, i2);
     }
     CheckReadsAgainstWrites(w, g_launch.reads);
     if (g_launch.records == nullptr) {
