@@ -11,8 +11,9 @@
 
 Numerics are ir/reference.py's: activations are converted to the weight type's vec_dot_type first (the
 ``act_*`` kernels, ir/quant.py's x86 rules), then multiplied by the dequantized weight in f32. Sums that
-ggml takes in double use double where the device has cl_khr_fp64. Every kernel is plain (one work-item
-per output element or row): correct first; a profile may choose tuned variants later.
+ggml takes in double use double where the device has cl_khr_fp64. Kernels are plain (one work-item per
+output element or row), except the prefill matmuls of TILED_TYPES (one output row for PREFILL_TILE
+tokens; the host picks them when T > 1).
 """
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ def render_common() -> str:
 
 
 def render_typed(ggml_type: str) -> str:
-    """Source of the program for one weight type: matmul_<t>, moe_matmul_<t>, embed_<t>."""
+    """Source of the program for one weight type: matmul_<t>, matmul_group_<t>, moe_matmul_<t>, embed_<t>
+    (and matmul_tiled_<t>, matmul_group_tiled_<t> for TILED_TYPES)."""
     if ggml_type not in WEIGHT_TYPES:
         raise ValueError(f"no OpenCL kernels for weight type {ggml_type!r}; have {', '.join(WEIGHT_TYPES)}")
     block, block_bytes = BLOCK_LAYOUT[ggml_type]
