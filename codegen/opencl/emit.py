@@ -45,12 +45,12 @@ def host_sources(plans: Sequence[KernelPlan] = ()) -> dict[str, str]:
     """llmc_ocl.{h,c} with the model's generated kernels (plans) in the common program, and the OpenCL
     runtime files."""
     typed = [{"id": TYPE_IDS[t], "name": t.lower(), "source": _c_string(kernels.render_typed(t)),
-              "act": kernels.act_kernel(t)} for t in kernels.WEIGHT_TYPES]
+              "act": kernels.act_kernel(t), "tiled": t in kernels.TILED_TYPES} for t in kernels.WEIGHT_TYPES]
     generated = "".join([ocl_pointwise.ROUND_F16] + [ocl_pointwise.kernel(p) for p in plans]) if plans else ""
     c = kernels.ENV.get_template("llmc_ocl.c.j2").render(
         common_source=_c_string(kernels.render_common() + generated),
         common_kernels=kernels.COMMON_KERNELS + tuple(p.name for p in plans), typed=typed,
-        generated=[ocl_pointwise.launch(p) for p in plans])
+        generated=[ocl_pointwise.launch(p) for p in plans], prefill_tile=kernels.PREFILL_TILE)
     h = kernels.ENV.get_template("llmc_ocl.h.j2").render(generated=[ocl_pointwise.declaration(p) for p in plans])
     out = {"llmc_ocl.h": h, "llmc_ocl.c": c}
     for name in RUNTIME_FILES:

@@ -11,8 +11,9 @@
 
 Numerics are ir/reference.py's: activations are converted to the weight type's vec_dot_type first (the
 ``act_*`` kernels, ir/quant.py's x86 rules), then multiplied by the dequantized weight in f32. Sums that
-ggml takes in double use double where the device has cl_khr_fp64. Every kernel is plain (one work-item
-per output element or row): correct first; a profile may choose tuned variants later.
+ggml takes in double use double where the device has cl_khr_fp64. Kernels are plain (one work-item per
+output element or row), except the prefill matmuls of TILED_TYPES (one output row for PREFILL_TILE
+tokens; the host picks them when T > 1).
 """
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ COMMON_KERNELS: tuple[str, ...] = tuple(k for names in COMMON.values() for k in 
 # Weight types with kernels: every type the C target reads.
 WEIGHT_TYPES: tuple[str, ...] = MATMUL_TYPES
 TYPED_KERNELS: tuple[str, ...] = ("matmul", "matmul_group", "moe_matmul", "embed")
+
+# Weight types whose blocks are read as vectors, with prefill kernels too: matmul_tiled_<type> and
+# matmul_group_tiled_<type> compute PREFILL_TILE token rows per work-item from each decoded block.
+TILED_TYPES: tuple[str, ...] = ("Q4_0", "Q4_1", "Q8_0")
+PREFILL_TILE = 8
 
 
 # The C target's dequantizers are C99; these rewrites make them OpenCL C 1.2 (pattern, replacement, why).
@@ -81,7 +87,8 @@ def render_common() -> str:
 
 
 def render_typed(ggml_type: str) -> str:
-    """Source of the program for one weight type: matmul_<t>, moe_matmul_<t>, embed_<t>."""
+    """Source of the program for one weight type: matmul_<t>, matmul_group_<t>, moe_matmul_<t>, embed_<t>
+    (and matmul_tiled_<t>, matmul_group_tiled_<t> for TILED_TYPES)."""
     if ggml_type not in WEIGHT_TYPES:
         raise ValueError(f"no OpenCL kernels for weight type {ggml_type!r}; have {', '.join(WEIGHT_TYPES)}")
     block, block_bytes = BLOCK_LAYOUT[ggml_type]
@@ -93,4 +100,5 @@ def render_typed(ggml_type: str) -> str:
     return ENV.get_template("matmul.cl.j2").render(header=header, type=t, block=block, block_bytes=block_bytes,
                                                    with_min=VEC_DOT_TYPE[ggml_type] == "Q8_1",
                                                    act=VEC_DOT_TYPE[ggml_type].lower(),
-                                                   dequantizer=dequantizer(ggml_type))
+                                                   dequantizer=dequantizer(ggml_type),
+                                                   TILED_TYPES=[x.lower() for x in TILED_TYPES], tile=PREFILL_TILE)

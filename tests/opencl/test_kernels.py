@@ -196,8 +196,9 @@ def test_rope(case, factors, seed):
 
 @SETTINGS
 @given(window=st.sampled_from([0, 3]), sinks=st.booleans(), T=st.integers(1, 4), softcap=st.sampled_from([0.0, 0.5]),
-       seed=st.integers(0, 99))
-def test_attention(window, sinks, T, softcap, seed):
+       stored=st.booleans(), seed=st.integers(0, 99))
+def test_attention(window, sinks, T, softcap, stored, seed):
+    """stored: the prefill launch, kv_store_f32 first and attention reading every key from the caches."""
     rng = np.random.default_rng(seed)
     Hq, Hkv, d, n_ctx, pos = 4, 2, 16, 16, 5
     q = rng.standard_normal((T, Hq, d)).astype(f32)
@@ -212,13 +213,16 @@ def test_attention(window, sinks, T, softcap, seed):
     K2 = dev.buffer(cache_k)
     dev.run(kv_store, (T * Hkv * d,), ("m", K2), ("m", dev.buffer(cache_v)), ("m", dev.buffer(k_new)),
             ("m", dev.buffer(v_new)), ("l", pos * Hkv * d))
+    if stored:
+        dev.run(kv_store, (T * Hkv * d,), ("m", K), ("m", V), ("m", dev.buffer(k_new)), ("m", dev.buffer(v_new)),
+                ("l", pos * Hkv * d))
     out = dev.buffer(nbytes=q.nbytes)
     scores = dev.buffer(nbytes=T * Hq * n_ctx * 4)
     dev.run(dev.kernel(_source(None), "attention_f32"), (Hq, T), ("m", out), ("m", dev.buffer(q)),
             ("m", dev.buffer(k_new)), ("m", dev.buffer(v_new)), ("m", K), ("m", V),
             ("m", None if s is None else dev.buffer(s)), ("m", scores), ("i", pos), ("i", Hq), ("i", Hkv), ("i", d),
-            ("i", n_ctx), ("f", 0.25), ("i", window), ("f", softcap))
-    cache_k[pos:pos + T], cache_v[pos:pos + T] = k_new, v_new        # attention stored this step's rows
+            ("i", n_ctx), ("f", 0.25), ("i", window), ("f", softcap), ("i", int(stored)))
+    cache_k[pos:pos + T], cache_v[pos:pos + T] = k_new, v_new        # attention (or kv_store) stored the rows
     np.testing.assert_array_equal(dev.read(K, cache_k.shape, np.float16), cache_k)
     np.testing.assert_array_equal(dev.read(V, cache_v.shape, np.float16), cache_v)
     np.testing.assert_array_equal(dev.read(K2, cache_k.shape, np.float16), cache_k)
