@@ -35,6 +35,13 @@ def random_weight(ggml_type: str, n_out: int, n_in: int, rng) -> np.ndarray:
     return weights.random_rows(ggml_type, rng, n_out, n_in, scale=0.1).reshape(n_out, -1)
 
 
+def activations(ggml_type: str, x: np.ndarray):
+    """x quantized as the matmul kernels of ggml_type read it, and its q8_1 block sums (a dummy otherwise)."""
+    xq = quant.quantize_activations(x, quant.VEC_DOT_TYPE[ggml_type])
+    xs = quant.q8_1_sums(x) if quant.VEC_DOT_TYPE[ggml_type] == "Q8_1" else np.zeros(1, f32)
+    return xq, xs
+
+
 @pytest.mark.parametrize("ggml_type", kernels.WEIGHT_TYPES)
 @settings(max_examples=3, deadline=None)
 @given(rows=st.integers(1, 3), seed=st.integers(0, 1000))
@@ -47,8 +54,7 @@ def test_matmul(ggml_type, rows, seed):
     x = rng.standard_normal((rows, n_in)).astype(f32)
     bias = rng.standard_normal(n_out).astype(f32)
     want = quant.matmul_reference(w, ggml_type, x, n_in, n_out) + bias
-    xq = quant.quantize_activations(x, quant.VEC_DOT_TYPE[ggml_type])   # act_* is tested on its own below
-    xs = quant.q8_1_sums(x) if quant.VEC_DOT_TYPE[ggml_type] == "Q8_1" else np.zeros(1, f32)
+    xq, xs = activations(ggml_type, x)   # act_* is tested on its own below
     y = dev.buffer(nbytes=rows * n_out * 4)
     dev.run(k, (n_out, rows), ("m", y), ("m", dev.buffer(w)), ("m", dev.buffer(xq)), ("m", dev.buffer(xs)),
             ("m", dev.buffer(bias)), ("i", n_in), ("i", n_out))
@@ -65,8 +71,7 @@ def test_matmul_group(ggml_type):
     x = rng.standard_normal((rows, n_in)).astype(f32)
     ws = [random_weight(ggml_type, n, n_in, rng) for n in n_outs]
     biases = [rng.standard_normal(n).astype(f32) if i != 1 else None for i, n in enumerate(n_outs)]
-    xq = quant.quantize_activations(x, quant.VEC_DOT_TYPE[ggml_type])
-    xs = quant.q8_1_sums(x) if quant.VEC_DOT_TYPE[ggml_type] == "Q8_1" else np.zeros(1, f32)
+    xq, xs = activations(ggml_type, x)
     ys = [dev.buffer(nbytes=rows * n * 4) for n in n_outs]
     starts = [0, 24, 24 + 8, 24 + 8 + 16]
     args = [("m", y) for y in ys] + [("m", None)] + [("m", dev.buffer(w)) for w in ws] + [("m", None)]
@@ -112,8 +117,7 @@ def test_moe_matmul(ggml_type, x_per_slot, seed):
         want = np.stack([[quant.matmul_reference(w[sel[t, j]], ggml_type, xs3[t, j][None], n_in, n_out)[0] + bias[sel[t, j]]
                           for j in range(K)] for t in range(T)])
     flat = x.reshape(-1, n_in)
-    xq = quant.quantize_activations(flat, quant.VEC_DOT_TYPE[ggml_type])
-    xs = quant.q8_1_sums(flat) if quant.VEC_DOT_TYPE[ggml_type] == "Q8_1" else np.zeros(1, f32)
+    xq, xs = activations(ggml_type, flat)
     y = dev.buffer(nbytes=T * K * n_out * 4)
     dev.run(k, (n_out, K, T), ("m", y), ("m", dev.buffer(w)), ("m", dev.buffer(xq)), ("m", dev.buffer(xs)),
             ("m", dev.buffer(sel)), ("m", dev.buffer(bias)), ("i", n_in), ("i", n_out), ("i", K), ("i", int(x_per_slot)))

@@ -13,16 +13,10 @@ from hypothesis import strategies as st
 from llmc.codegen.opencl import kernels
 from llmc.ir import quant
 
-from tests.opencl.test_kernels import _kernel, random_weight
+from tests.opencl.test_kernels import _kernel, activations, random_weight
 
 f32 = np.float32
 TILE = kernels.PREFILL_TILE
-
-
-def _activations(ggml_type: str, x: np.ndarray):
-    xq = quant.quantize_activations(x, quant.VEC_DOT_TYPE[ggml_type])
-    xs = quant.q8_1_sums(x) if quant.VEC_DOT_TYPE[ggml_type] == "Q8_1" else np.zeros(1, f32)
-    return xq, xs
 
 
 @pytest.mark.parametrize("ggml_type", kernels.TILED_TYPES)
@@ -38,7 +32,7 @@ def test_matmul_tiled(ggml_type, rows, with_bias, seed):
     x = rng.standard_normal((rows, n_in)).astype(f32)
     bias = rng.standard_normal(n_out).astype(f32) if with_bias else None
     want = quant.matmul_reference(w, ggml_type, x, n_in, n_out) + (0 if bias is None else bias)
-    xq, xs = _activations(ggml_type, x)
+    xq, xs = activations(ggml_type, x)
     args = [("m", dev.buffer(w)), ("m", dev.buffer(xq)), ("m", dev.buffer(xs)),
             ("m", None if bias is None else dev.buffer(bias)), ("i", n_in), ("i", n_out)]
     y_tiled, y_single = dev.buffer(nbytes=rows * n_out * 4), dev.buffer(nbytes=rows * n_out * 4)
@@ -60,7 +54,7 @@ def test_matmul_group_tiled(ggml_type, rows, seed):
     x = rng.standard_normal((rows, n_in)).astype(f32)
     ws = [random_weight(ggml_type, n, n_in, rng) for n in n_outs]
     biases = [rng.standard_normal(n).astype(f32) if i != 1 else None for i, n in enumerate(n_outs)]
-    xq, xs = _activations(ggml_type, x)
+    xq, xs = activations(ggml_type, x)
     ys = [dev.buffer(nbytes=rows * n * 4) for n in n_outs]
     starts = [0, 24, 24 + 8, 24 + 8 + 16]
     args = [("m", y) for y in ys] + [("m", None)] + [("m", dev.buffer(w)) for w in ws] + [("m", None)]
