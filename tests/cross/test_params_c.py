@@ -56,6 +56,16 @@ def native_artifacts(tmp_path_factory):
     return out
 
 
+def _assert_c_params_equal_python(native_artifact, path: str) -> None:
+    """The compiled model's parameter values read from `path` by C equal the Python evaluation of them."""
+    result, artifact = native_artifact
+    graph_params = list(result.graph.params.values())
+    got, err = _c_params(str(artifact / "libllmc_model.so"), path, len(graph_params))
+    assert got is not None, err
+    want = _python_values(graph_params, result.graph.arch, path)
+    assert _same(got, want), [(p.name, g, w) for p, g, w in zip(graph_params, got, want) if g != w]
+
+
 FILES = [("llama", "llama_f32_path"), ("llama", "smollm2_path"), ("qwen2", "qwen2_q8_path"),
          ("qwen2", "qwen2_q4_0_tied_path"), ("gpt_oss", "gpt_oss_path"), ("gpt_oss", "gpt_oss_f32_path")]
 
@@ -63,12 +73,7 @@ FILES = [("llama", "llama_f32_path"), ("llama", "smollm2_path"), ("qwen2", "qwen
 @pytest.mark.parametrize("arch,fixture", FILES, ids=[f[1] for f in FILES])
 def test_c_params_equal_python(native_artifacts, arch, fixture, request):
     path = request.getfixturevalue(fixture)
-    result, artifact = native_artifacts[arch]
-    graph_params = list(result.graph.params.values())
-    got, err = _c_params(str(artifact / "libllmc_model.so"), path, len(graph_params))
-    assert got is not None, err
-    want = _python_values(graph_params, result.graph.arch, path)
-    assert _same(got, want), [(p.name, g, w) for p, g, w in zip(graph_params, got, want) if g != w]
+    _assert_c_params_equal_python(native_artifacts[arch], path)
 
 
 NEW_ARCHS = ["qwen3", "gemma2", "gemma3", "phi3"]
@@ -82,12 +87,7 @@ def test_c_params_equal_python_on_newer_archs(native_artifacts, arch, tmp_path):
     from tests.fixtures.qwen3 import write_qwen3
     writer = {"qwen3": write_qwen3, "gemma2": write_gemma2, "gemma3": write_gemma3, "phi3": write_phi3}[arch]
     path = str(writer(tmp_path / f"{arch}.gguf"))
-    result, artifact = native_artifacts[arch]
-    graph_params = list(result.graph.params.values())
-    got, err = _c_params(str(artifact / "libllmc_model.so"), path, len(graph_params))
-    assert got is not None, err
-    want = _python_values(graph_params, result.graph.arch, path)
-    assert _same(got, want), [(p.name, g, w) for p, g, w in zip(graph_params, got, want) if g != w]
+    _assert_c_params_equal_python(native_artifacts[arch], path)
 
 
 def _patched(src: str, dst: Path, key: str, value: int | None) -> str:
