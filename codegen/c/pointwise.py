@@ -41,17 +41,17 @@ def function(plan: KernelPlan) -> str:
         else:
             body += [f"        float {st.tmp} = -INFINITY;",
                      f"        for (long c = 0; c < n; c++) {st.tmp} = fmaxf({st.tmp}, {pr(st.expr)});"]
-    body += _stores(plan, pr, "        ", "r" if plan.per_row_out else "r * n + c",
-                    None if plan.per_row_out else "for (long c = 0; c < n; c++)")
+    body += stores(plan, pr, "        ", "r" if plan.per_row_out else "r * n + c",
+                   None if plan.per_row_out else "for (long c = 0; c < n; c++)")
     body.append("    }")
     doc = ["/* " + plan.doc[0]] + [" * " + line for line in plan.doc[1:]] if plan.doc else ["/*"]
     doc[-1] += " */"
     return "\n".join(doc + [f"static void {plan.name}({', '.join(parameters(plan))})", "{", *body, "}", ""])
 
 
-def _stores(plan: KernelPlan, pr, indent: str, index: str, loop: str | None) -> list[str]:
+def stores(plan: KernelPlan, pr, indent: str, index: str, loop: str | None) -> list[str]:
     """Write every output; several outputs are all computed before any is stored, so an output may share
-    its buffer with an input read at the same index."""
+    its buffer with an input read at the same index. C and OpenCL C alike (codegen/opencl/pointwise.py)."""
     if len(plan.outs) == 1:
         store = f"{plan.outputs[0]}[{index}] = {pr(plan.outs[0])};"
         return [indent + (f"{loop} {store}" if loop else store)]

@@ -7,6 +7,7 @@ function in llmc_ocl.c (`launch`), declared in llmc_ocl.h (`declaration`).
 """
 from __future__ import annotations
 
+from llmc.codegen.c.pointwise import stores
 from llmc.codegen.core.pointwise import KernelPlan, Operand, Printer, literal
 
 _READ = {"elem": "{p}[r * n + c]", "col": "{p}[c]", "row": "{p}[r]", "scalar": "{p}[0]",
@@ -54,18 +55,6 @@ def _params(plan: KernelPlan, kernel: bool) -> list[tuple[str, str, str]]:
     return out
 
 
-def _stores(plan: KernelPlan, pr, index: str, loop: str | None) -> list[str]:
-    """Write every output, all computed before any is stored (an output may share an input's buffer)."""
-    if len(plan.outs) == 1:
-        store = f"{plan.outputs[0]}[{index}] = {pr(plan.outs[0])};"
-        return ["    " + (f"{loop} {store}" if loop else store)]
-    inner = [f"const float v{k} = {pr(e)};" for k, e in enumerate(plan.outs)]
-    inner += [f"{y}[{index}] = v{k};" for k, y in enumerate(plan.outputs)]
-    if not loop:
-        return ["    " + line for line in inner]
-    return ["    " + loop + " {", *["        " + line for line in inner], "    }"]
-
-
 def kernel(plan: KernelPlan) -> str:
     """The OpenCL C kernel."""
     pr = _OpenCLPrinter(plan, _read)
@@ -73,7 +62,7 @@ def kernel(plan: KernelPlan) -> str:
     if per_element(plan):
         body = ["    const size_t i = get_global_id(0);",
                 "    const size_t r = i / n, c = i % n;",
-                *_stores(plan, pr, "i", None)]
+                *stores(plan, pr, "    ", "i", None)]
     else:
         body = ["    const size_t r = get_global_id(0);"]
         for st in plan.stages:
@@ -86,8 +75,8 @@ def kernel(plan: KernelPlan) -> str:
             else:
                 body += [f"    float {st.tmp} = -INFINITY;",
                          f"    for (int c = 0; c < n; c++) {st.tmp} = fmax({st.tmp}, {pr(st.expr)});"]
-        body += _stores(plan, pr, "r" if plan.per_row_out else "r * n + c",
-                        None if plan.per_row_out else "for (int c = 0; c < n; c++)")
+        body += stores(plan, pr, "    ", "r" if plan.per_row_out else "r * n + c",
+                       None if plan.per_row_out else "for (int c = 0; c < n; c++)")
     doc = [f"/* {line} */" for line in plan.doc]
     return "\n".join(doc + [f"__kernel void {plan.name}({params}) {{", *body, "}", ""])
 
