@@ -15,6 +15,7 @@ import numpy as np
 from llmc.compiler.devices import ProfileError, get_profile
 from llmc.runtime.artifact import read_manifest
 from llmc.runtime.ascendc import cost as C
+from llmc.runtime.gguf_file import GGUFFile
 
 
 def has_cost_model(target: str) -> bool:
@@ -34,25 +35,15 @@ def weight_bytes(gguf_path: str, layers: int | None) -> tuple[float, int]:
     """(bytes of weights one decode token reads, the file's n_layer): every 2-D-or-more weight but the
     token embedding (a lookup), unless the file has no output.weight (tied head); MoE expert tensors
     (`*_exps`) count only their used share; blk.* tensors scaled from the file's layers to `layers`."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(gguf_path)
-    meta = {f.name: f for f in reader.fields.values()}
-
-    def value(suffix: str) -> int | None:
-        for name, f in meta.items():
-            if name.endswith(suffix):
-                return int(f.parts[f.data[0]][0])
-        return None
-
-    n_layer = value(".block_count") or 1
-    used, total = value(".expert_used_count"), value(".expert_count")
-    names = {t.name for t in reader.tensors}
+    gguf = GGUFFile(gguf_path)
+    meta = gguf.metadata
+    n_layer = int(meta.get(f"{gguf.arch}.block_count") or 1)
+    used, total = meta.get(f"{gguf.arch}.expert_used_count"), meta.get(f"{gguf.arch}.expert_count")
     per_layer = other = 0.0
-    for t in reader.tensors:
-        if len(t.shape) < 2 or (t.name == "token_embd.weight" and "output.weight" in names):
+    for t in gguf.tensors.values():
+        if len(t.ne) < 2 or (t.name == "token_embd.weight" and "output.weight" in gguf.tensors):
             continue
-        size = float(t.n_bytes)
+        size = float(t.nbytes)
         if "_exps" in t.name and used and total:
             size *= used / total
         if t.name.startswith("blk."):

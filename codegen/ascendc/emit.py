@@ -357,12 +357,6 @@ class AscendCEmitter(Emitter):
                Op.ATTENTION: OpKernels(EA.needs, EA.call), Op.EMBED: OpKernels(_embed_needs, _embed_call),
                **dict.fromkeys(POINTWISE, OpKernels(_pointwise_needs, _pointwise_call))}
 
-    def copy(self, b, dst: int, src: int, nbytes: str) -> list[str]:
-        """A carried value lives in device memory: copied on the device, queued behind the step's launches
-        (a host memcpy there would fault on a card)."""
-        return [f"if (!llmc_ascend_copy(m->asc, {b.var(dst)}, {b.var(src)}, {nbytes}, LLMC_ASCEND_ON_DEVICE, "
-                "err, err_len)) return 0;"]
-
     def transfer(self, b, node: Node, to_device: bool) -> Call:
         g = b.graph
         src = g.inputs(node.id)[0]
@@ -381,7 +375,8 @@ class AscendCEmitter(Emitter):
                      "err, err_len)) return 0;")])
 
     def copy(self, b, dst: int, src: int, nbytes: str) -> list[str]:
-        """A carried value moved on the device (aclrtMemcpy device to device, never a host memcpy)."""
+        """A carried value lives in device memory: copied on the device (aclrtMemcpy device to device),
+        queued behind the step's launches (a host memcpy there would fault on a card)."""
         return [f"if (!llmc_ascend_copy(m->asc, {b.var(dst)}, {b.var(src)}, {nbytes}, LLMC_ASCEND_ON_DEVICE, "
                 "err, err_len)) return 0;"]
 

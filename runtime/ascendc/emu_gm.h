@@ -60,32 +60,28 @@ inline LaunchLog g_launch;
 
 inline BlockCost &Cost() { return g_launch.block; }
 
-inline void NoteGmWrite(const void *p, uint64_t bytes, int64_t block, const char *api) {
+// One GM access of a block: extends the block's previous range when contiguous with it (the checks at the
+// launch's end sweep ranges, not single copies).
+inline void NoteGmRange(std::vector<GmWrite> &ranges, uint64_t &total, const void *p, uint64_t bytes, int64_t block,
+                        const char *api) {
     if (bytes == 0) {
         return;
     }
     const uintptr_t b = reinterpret_cast<uintptr_t>(p);
-    std::vector<GmWrite> &w = g_launch.writes;
-    if (!w.empty() && w.back().block == block && w.back().end == b) {
-        w.back().end = b + bytes;   // contiguous with the previous write of this block
+    if (!ranges.empty() && ranges.back().block == block && ranges.back().end == b) {
+        ranges.back().end = b + bytes;
     } else {
-        w.push_back(GmWrite{b, b + bytes, block, api});
+        ranges.push_back(GmWrite{b, b + bytes, block, api});
     }
-    g_launch.block.gm_out += bytes;
+    total += bytes;
+}
+
+inline void NoteGmWrite(const void *p, uint64_t bytes, int64_t block, const char *api) {
+    NoteGmRange(g_launch.writes, g_launch.block.gm_out, p, bytes, block, api);
 }
 
 inline void NoteGmRead(const void *p, uint64_t bytes, int64_t block, const char *api) {
-    if (bytes == 0) {
-        return;
-    }
-    const uintptr_t b = reinterpret_cast<uintptr_t>(p);
-    std::vector<GmRead> &r = g_launch.reads;
-    if (!r.empty() && r.back().block == block && r.back().end == b) {
-        r.back().end = b + bytes;
-    } else {
-        r.push_back(GmRead{b, b + bytes, block, api});
-    }
-    g_launch.block.gm_in += bytes;
+    NoteGmRange(g_launch.reads, g_launch.block.gm_in, p, bytes, block, api);
 }
 
 // A vector operation costs one repeat per 256 bytes of its largest operand (at least one): the operand

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from llmc.runtime.ascendc import cost as C
-from tests.ascendc.test_rules import ARCH, HOST, PRELUDE
-from llmc.runtime.ascendc.launch import compile_sources
+from tests.ascendc.test_rules import build
 
 ARCHS = os.path.join(os.path.dirname(__file__), "..", "..", "archs")
 CHIP = C.ChipCost("test", cores=2, clock_mhz=1000, gm_bytes_per_cycle=4, memory_gbps=6, launch_us=3,
@@ -41,13 +40,7 @@ def _kernel_log(block_dim: int) -> C.Log:
     DataCopy(mine, v, 64);
     out.FreeTensor(v);
 """
-    source = (PRELUDE + f'extern "C" __global__ __aicore__ void {name}(GM_ADDR x, GM_ADDR tiling)\n{{\n'
-              "    (void)tiling;\n    GlobalTensor<float> xGm;\n"
-              f"    xGm.SetGlobalBuffer(reinterpret_cast<__gm__ float *>(x), 1024);\n{body}\n}}\n")
-    cdef = (f"int llmc_launch_{name}(uint8_t *x, size_t x_bytes, uint8_t *tiling, size_t tiling_bytes, "
-            "uint32_t block_dim, char *err, size_t err_len);")
-    compiled = compile_sources(name, source, HOST.format(name=name), ARCH["910b"], cdef,
-                               f"llmc_launch_{name}")
+    compiled = build(name, body, "910b")
     log = C.CostLog(str(compiled.path.parent), compiled.path.name)
     log.take()
     x = np.arange(1024, dtype=np.float32)

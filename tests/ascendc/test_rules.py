@@ -33,9 +33,9 @@ extern "C" int llmc_launch_{name}(uint8_t *x, size_t x_bytes, uint8_t *tiling, s
 """
 
 
-def launch(name: str, body: str, chip: str = "310b", block_dim: int = 1) -> None:
-    """Build `extern "C" __global__ __aicore__ void name(GM_ADDR x, GM_ADDR tiling) { body }` and run it
-    on a 1024-float GM buffer."""
+def build(name: str, body: str, chip: str = "310b"):
+    """Compile `extern "C" __global__ __aicore__ void name(GM_ADDR x, GM_ADDR tiling) { body }` (x: 1024
+    floats) with its launch wrapper for `chip`."""
     source = (
         PRELUDE + f'extern "C" __global__ __aicore__ void {name}(GM_ADDR x, GM_ADDR tiling)\n{{\n'
         f"    (void)tiling;\n    GlobalTensor<float> xGm;\n"
@@ -45,8 +45,12 @@ def launch(name: str, body: str, chip: str = "310b", block_dim: int = 1) -> None
         f"int llmc_launch_{name}(uint8_t *x, size_t x_bytes, uint8_t *tiling, size_t tiling_bytes, "
         "uint32_t block_dim, char *err, size_t err_len);"
     )
-    compiled = compile_sources(name, source, HOST.format(name=name), ARCH[chip], cdef, f"llmc_launch_{name}")
-    compiled.call([np.zeros(1024, dtype=np.float32)], b"\0" * 32, block_dim)
+    return compile_sources(name, source, HOST.format(name=name), ARCH[chip], cdef, f"llmc_launch_{name}")
+
+
+def launch(name: str, body: str, chip: str = "310b", block_dim: int = 1) -> None:
+    """Build the kernel (see `build`) and run it on a zeroed 1024-float GM buffer."""
+    build(name, body, chip).call([np.zeros(1024, dtype=np.float32)], b"\0" * 32, block_dim)
 
 
 def expect_rule(rule: str, name: str, body: str, chip: str = "310b") -> str:
