@@ -338,12 +338,8 @@ def _slice_source(graph, members: list[int], name: str) -> int:
 
 
 def _where(node) -> str:
-    """`llama.llmc:36  x = rms_norm(h, eps=eps) * attn_norm  [%17 rms_norm_mul]` (DSL text is user
-    input: cut at the comment terminator before it reaches generated source)."""
-    import os
+    """`llama.llmc:36  x = rms_norm(h, eps=eps) * attn_norm  [%17 rms_norm_mul]`."""
     what = f"[%{node.id} {node.op.value}{' -> ' + node.label if node.label else ''}]"
     if node.loc is None:
         return what
-    text = " ".join(node.loc.text.split()).replace("*/", "* /")
-    text = text if len(text) <= 70 else text[:67] + "..."
-    return f"{os.path.basename(node.loc.file)}:{node.loc.line}  {text}  {what}"
+    return f"{node.loc.comment(70)}  {what}"

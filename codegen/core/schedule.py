@@ -168,10 +168,7 @@ class ScheduleBuilder:
         if (node.loc.file, node.loc.line) == self._last_loc:       # same DSL line as the call above
             return f"{' ' * len(os.path.basename(node.loc.file))}  ...  [{what}]"
         self._last_loc = (node.loc.file, node.loc.line)
-        text = " ".join(node.loc.text.split()).replace("*/", "* /")
-        if len(text) > 90:
-            text = text[:87] + "..."
-        return f"{os.path.basename(node.loc.file)}:{node.loc.line}  {text}  [{what}]"
+        return f"{node.loc.comment(90)}  [{what}]"
 
     def device_of(self, nid: int) -> str:
         return self.graph.node(nid).device or "cpu"
