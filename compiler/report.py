@@ -64,19 +64,15 @@ def summary(manifest: dict) -> str:
     for o in f["fallbacks"]:
         by_reason[(o["device"], o["op"], o["fallback"])].append(o)
     for (device, op, why), nodes in by_reason.items():
-        where = ", ".join(f"%{o['id']}{' ' + o['label'] if o['label'] else ''}" for o in nodes[:4])
-        more = f" +{len(nodes) - 4}" if len(nodes) > 4 else ""
-        lines.append(f"  fallback {op} -> {device} ({where}{more}): {why}")
+        lines.append(f"  fallback {op} -> {device} ({_some_nodes(nodes)}): {why}")
     waiting = defaultdict(list)
     for o in manifest["ops"]:
         if o.get("load_choice"):
             c = o["load_choice"]
             waiting[(o["op"], o["device"], "/".join(c["types"]), c["fallback"], c["reason"])].append(o)
     for (op, device, types, fallback, why), nodes in waiting.items():
-        where = ", ".join(f"%{o['id']}{' ' + o['label'] if o['label'] else ''}" for o in nodes[:4])
-        more = f" +{len(nodes) - 4}" if len(nodes) > 4 else ""
-        lines.append(f"  decided at load {op} ({where}{more}): {device} for {types} weights, else {fallback} "
-                     f"({why})")
+        lines.append(f"  decided at load {op} ({_some_nodes(nodes)}): {device} for {types} weights, "
+                     f"else {fallback} ({why})")
     if not f["fallbacks"] and not f["decomposed"] and not waiting:
         lines.append(f"  every op runs natively on {target}")
     for gid, members in fused_groups(manifest).items():
@@ -111,6 +107,12 @@ def summary(manifest: dict) -> str:
     else:
         lines.append("  max n_ctx: unknown (give --gguf FILE or --specialize FILE to fit the model)")
     return "\n".join(lines)
+
+
+def _some_nodes(nodes: list[dict]) -> str:
+    """The first four nodes as "%12 attn_q, %14 attn_k" and how many more ("+20")."""
+    where = ", ".join(f"%{o['id']}{' ' + o['label'] if o['label'] else ''}" for o in nodes[:4])
+    return where + (f" +{len(nodes) - 4}" if len(nodes) > 4 else "")
 
 
 def fused_groups(manifest: dict) -> dict[int, list[dict]]:

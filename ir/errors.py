@@ -4,6 +4,7 @@ The CLI prints `str(error)` and exits non-zero, never a traceback, for any LlmcE
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -17,6 +18,14 @@ class SourceLoc:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
+
+    def comment(self, width: int) -> str:
+        """`llama.llmc:36  x = rms_norm(h, eps=eps) * attn_norm` for a generated comment: the line's text on
+        one line, cut to `width` characters. It is user input, so its comment terminator is broken."""
+        text = " ".join(self.text.split()).replace("*/", "* /")
+        if len(text) > width:
+            text = text[:width - 3] + "..."
+        return f"{os.path.basename(self.file)}:{self.line}  {text}"
 
     def caret(self) -> str:
         if not self.text:

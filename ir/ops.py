@@ -41,6 +41,14 @@ def definition(op) -> "pointwise.Pointwise":
     return pointwise.OPS[op.value]
 
 
+def pointwise_view(graph, nid: int) -> tuple:
+    """The (rows..., n) shape a pointwise node runs over: its output, or for a per-row op its input's."""
+    node = graph.node(nid)
+    if pointwise.per_row(definition(node.op).expr):
+        return tuple(graph.node(graph.inputs(nid)[0]).shape)
+    return tuple(node.shape)
+
+
 class ShapeError(Exception):
     """Raised by a shape rule; the caller adds the DSL location."""
 

@@ -257,14 +257,6 @@ def node_kernel(graph, node, name: str | None = None) -> NodeKernel:
                       tuple(full[:-1]), full[-1], slices, scalars)
 
 
-def view(graph, node) -> tuple:
-    """The (rows..., n) shape a pointwise node runs over: its output, or for a per-row op its input's."""
-    from llmc.ir.ops import definition
-    if P.per_row(definition(node.op).expr):
-        return graph.node(graph.inputs(node.id)[0]).shape
-    return node.shape
-
-
 def _member_expr(graph, nid: int, exprs: dict[int, E], external: dict[int, str], layouts: dict[str, str],
                  nullable: dict[str, float], slices: dict, scalars: dict, full: tuple) -> E:
     """A member's expression over the group's operands: inputs from other members are their
@@ -313,10 +305,11 @@ def group_kernel(graph, group: int) -> NodeKernel:
     group reads from outside. Each stored member is one output."""
     import hashlib
     from llmc.ir.expr import Num
+    from llmc.ir.ops import pointwise_view
     members = graph.fused_members(group)
     # the widest view of its members: a chain through per-row values (mean, then ops on its (rows, 1)
     # result) runs over the (rows, n) rows they come from
-    full = max((view(graph, graph.node(m)) for m in members), key=lambda v: v[-1] != Num(1))
+    full = max((pointwise_view(graph, m) for m in members), key=lambda v: v[-1] != Num(1))
     exprs: dict[int, E] = {}
     external: dict[int, str] = {}
     layouts: dict[str, str] = {}
@@ -345,12 +338,8 @@ def _slice_source(graph, members: list[int], name: str) -> int:
 
 
 def _where(node) -> str:
-    """`llama.llmc:36  x = rms_norm(h, eps=eps) * attn_norm  [%17 rms_norm_mul]` (DSL text is user
-    input: cut at the comment terminator before it reaches generated source)."""
-    import os
+    """`llama.llmc:36  x = rms_norm(h, eps=eps) * attn_norm  [%17 rms_norm_mul]`."""
     what = f"[%{node.id} {node.op.value}{' -> ' + node.label if node.label else ''}]"
     if node.loc is None:
         return what
-    text = " ".join(node.loc.text.split()).replace("*/", "* /")
-    text = text if len(text) <= 70 else text[:67] + "..."
-    return f"{os.path.basename(node.loc.file)}:{node.loc.line}  {text}  {what}"
+    return f"{node.loc.comment(70)}  {what}"

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from llmc.compiler.devices import WEIGHT_INPUT
 from llmc.compiler.plan_memory import MemoryPlan
 from llmc.ir import expr as X
 from llmc.ir.errors import LlmcError
@@ -167,10 +168,7 @@ class ScheduleBuilder:
         if (node.loc.file, node.loc.line) == self._last_loc:       # same DSL line as the call above
             return f"{' ' * len(os.path.basename(node.loc.file))}  ...  [{what}]"
         self._last_loc = (node.loc.file, node.loc.line)
-        text = " ".join(node.loc.text.split()).replace("*/", "* /")
-        if len(text) > 90:
-            text = text[:87] + "..."
-        return f"{os.path.basename(node.loc.file)}:{node.loc.line}  {text}  [{what}]"
+        return f"{node.loc.comment(90)}  [{what}]"
 
     def device_of(self, nid: int) -> str:
         return self.graph.node(nid).device or "cpu"
@@ -284,8 +282,6 @@ class ScheduleBuilder:
         return s
 
     # ---- placement decided at load (node.load_choice, compiler/passes/partition_graph.py) --------------
-    WEIGHT_INPUT = {Op.EMBED: 0, Op.MATMUL: 1, Op.MOE_MATMUL: 1}
-
     def placed(self, node: Node) -> str:
         """The C flag that is true where node runs on its device (per layer for a layer node)."""
         return f"m->placed_{node.id}[{'il' if node.region == 'layer' else '0'}]"
@@ -294,7 +290,7 @@ class ScheduleBuilder:
         """Load lines that set the node's per-layer flags from its weight's types and note the choice, and
         host buffers for its host path (allocated only if some layer takes it)."""
         g, c = self.graph, node.load_choice
-        w = g.node(g.inputs(node.id)[self.WEIGHT_INPUT[node.op]])
+        w = g.node(g.inputs(node.id)[WEIGHT_INPUT[node.op]])
         weights = f"m->{self._weight_field(w)}" if w.region == "layer" else f"&m->{self._weight_field(w)}"
         n = "m->n_layer" if w.region == "layer" else "1"
         types = self.emitter(node.device).takes(node.op, c.types)
@@ -395,7 +391,7 @@ class ScheduleBuilder:
         fmt = self._format(node.attrs["gguf"])
         fb = g.node(node.attrs["fallback"]) if "fallback" in node.attrs else None
         users = [g.node(u) for u in g.users(node.id)]
-        kind = WEIGHT_ANY if any(u.op in (Op.MATMUL, Op.EMBED, Op.MOE_MATMUL) and g.inputs(u.id)[1 if u.op is not Op.EMBED else 0] == node.id
+        kind = WEIGHT_ANY if any(u.op in WEIGHT_INPUT and g.inputs(u.id)[WEIGHT_INPUT[u.op]] == node.id
                                  for u in users) else WEIGHT_F32
         ne = [self.ci(d) for d in reversed(node.shape)]
         types = (self.spec or {}).get("weight_types", {}).get(str(node.id))

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from llmc.ir.graph import Fused, Graph
-from llmc.ir.ops import POINTWISE, definition
+from llmc.ir.ops import POINTWISE, definition, pointwise_view
 from llmc.ir.pointwise import SLICING, per_row
 
 from ._util import pinned
@@ -86,7 +86,7 @@ def _joins_row_chain(g: Graph, src: int, nid: int) -> bool:
     a, b = g.node(src), g.node(nid)
     if a.device != b.device or a.region != b.region or b.op.value in SLICING or a.op.value in SLICING:
         return False
-    va, vb = tuple(_view(g, src)), tuple(_view(g, nid))
+    va, vb = pointwise_view(g, src), pointwise_view(g, nid)
     if va == vb:
         return True
     return _row_of(va, vb) or _row_of(vb, va)
@@ -103,7 +103,7 @@ def _one_kind(g: Graph, group: set[int], keep, outputs) -> bool:
     view or all one per row (a kernel writes one kind)."""
     if len(group) < 2:
         return True
-    views = {tuple(_view(g, m)) for m in group}
+    views = {pointwise_view(g, m) for m in group}
     wide = [v for v in views if not any(_row_of(v, w) for w in views)]
     if len(wide) != 1:
         return False
@@ -125,21 +125,14 @@ def _joins(g: Graph, src: int, nid: int) -> bool:
         return False
     if per_row(definition(b.op).expr):
         return False            # a group's stored outputs are all per element (or it is a lone per-row op)
-    view_a = _view(g, src)
-    view_b = _view(g, nid)
-    if tuple(view_a) != tuple(view_b):
+    view_a = pointwise_view(g, src)
+    view_b = pointwise_view(g, nid)
+    if view_a != view_b:
         return False
     if per_row(definition(a.op).expr):
         # a per-row value stays inside its group: a group's stored outputs are all per element
         return all(u == nid for u in g.users(src))
     return tuple(a.shape) == tuple(view_b)
-
-
-def _view(g: Graph, nid: int) -> tuple:
-    node = g.node(nid)
-    if per_row(definition(node.op).expr):
-        return g.node(g.inputs(nid)[0]).shape
-    return node.shape
 
 
 def _convex(g: Graph, group: set[int]) -> bool:

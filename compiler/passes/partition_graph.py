@@ -27,11 +27,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmc.compiler.devices import WEIGHT_INPUT
 from llmc.ir.errors import LlmcError
 from llmc.ir.graph import Graph, LoadChoice
 from llmc.ir.ops import LEAVES, SPECS, Op
-
-WEIGHT_INPUT = {Op.EMBED: 0, Op.MATMUL: 1, Op.MOE_MATMUL: 1}
 
 
 @dataclass(frozen=True)
