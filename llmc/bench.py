@@ -14,7 +14,6 @@ llama-cpp-python oracle's timing is the fallback (llmc.oracle.llama_bench: prefi
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import statistics

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from llmc.codegen.core.schedule import NO_CODE, ROPE_MODE, TYPE_IDS, Call, Emitter
 from llmc.codegen.core.pointwise import KernelPlan, node_kernel
+from llmc.compiler.devices import WEIGHT_INPUT
 from llmc.compiler.plan_memory import MemoryPlan
 from llmc.ir import expr as X
 from llmc.ir.graph import Node
@@ -29,7 +30,6 @@ from . import pointwise as ocl_pointwise
 
 RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime" / "c"
 RUNTIME_FILES = ("llmc_opencl.h", "llmc_opencl.c")
-WEIGHT_INPUT = {Op.EMBED: 0, Op.MATMUL: 1, Op.MOE_MATMUL: 1}
 
 
 def _c_string(text: str) -> list[str]:
