@@ -10,9 +10,9 @@ Tolerances (relative to the size of the values involved), and why:
   (only an FMA the compiler may contract, e.g. Q4_K's d·q − m, differs), indices exactly;
 - weighted_sum: 1e-5 (FMA contraction);
 - rope: 1e-5 of the rotated pair's size plus the cost of a one-ulp angle difference (an FMA in the
-  YaRN blend, cosf vs numpy's f32 cos): 4·2⁻²⁴·|angle|;
-- attention: 2e-3 of max|V| (the reference sums in double, the kernel in f32 over tiles of 64 keys, and
-  its AVX-512 exp is within 1.3 ulp);
+  YaRN blend, cosf vs numpy's f32 cos): 4·2⁻²⁴·|angle|; without YaRN, exactly ggml's bits
+  (tests/codegen/ggml_cpu_order.py: powf, cosf, sinf, the contracted rotation);
+- attention: exactly the bits of llama.cpp's one-query order, transcribed in tests/codegen/ggml_cpu_order.py;
 - moe_matmul: 1e-5·Σ|w||x| per output as the matmul test (the activation quantization is exact).
 """
 
@@ -200,6 +200,8 @@ def test_rope(lib, mode, yarn, head_dim, dims_cut, n_heads, n_tokens, base, fact
     angle_err = 4 * 2.0 ** -24 * np.maximum(pos, 1)[:, None, None]
     assert_close(y, ref, 1.0, scale=pair * mscale * (1e-5 + angle_err))
     np.testing.assert_array_equal(y[..., n_dims:], x[..., n_dims:])
+    if not yarn:         # ggml's own angles, cosf, sinf and contracted rotation: the same bits
+        np.testing.assert_array_equal(y, ggml_cpu_order.rope(x, pos, mode, n_dims, base, freq_factors))
 
 
 # ---- attention ------------------------------------------------------------------------------------------
