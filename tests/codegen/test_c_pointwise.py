@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from llmc.codegen.c import pointwise as c_pointwise
 from llmc.codegen.c.build import CFLAGS
+from tests.codegen import ggml_cpu_order
 from tests.pointwise_cases import ATTRS, assert_close, cases, expected, inputs
 
 RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime" / "c"
@@ -64,3 +65,26 @@ def test_each_case_once(lib, case):
     """Every case at least once, whatever hypothesis draws above."""
     vals = inputs(case, 3, 33, np.random.default_rng(1), 4.0)
     assert_close(case, run(lib, case, vals, 3, 33), expected(case, vals, 3, 33))
+
+
+def llama_cpp_gelu_table() -> np.ndarray:
+    """ggml_table_gelu_f16 of the installed oracle's CPU backend, filled by ggml_cpu_init, as f32."""
+    import ctypes
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (the llama.cpp oracle) is not "
+                                                        "installed: pip install .[oracle]")
+    cpu = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-cpu.so"))
+    cpu.ggml_cpu_init()
+    table = (ctypes.c_uint16 * 65536).in_dll(cpu, "ggml_table_gelu_f16")
+    return np.frombuffer(table, np.uint16).view(np.float16).astype(np.float32)
+
+
+def test_gelu_is_ggml_table_on_every_f16(lib):
+    """The generated C GELU on every f16 value (below -10 and above 10 the table is bypassed) equals ggml's
+    f16 table: our transcription of how ggml_cpu_init fills it (the fmaf GCC puts in its inner term), and,
+    when the oracle is installed, the table itself."""
+    case = next(c for c in CASES if c.op == "gelu" and not c.nulls)
+    x = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+    y = run(lib, case, {case.plan.operands[0].name: x}, 1, x.size)[0]
+    inside = np.isfinite(x) & (x > -10) & (x < 10)
+    np.testing.assert_array_equal(y[inside], ggml_cpu_order.gelu_table()[inside])
+    np.testing.assert_array_equal(y[inside], llama_cpp_gelu_table()[inside])
