@@ -2,7 +2,7 @@
 
 Every kernel family (every weight type of the typed ones), the matmul kernels moe_matmul calls and
 llmc_threads.c are compiled once per session into one shared library with
-``gcc -O2 -march=native -fPIC -Wall -Wextra -Werror`` and called through cffi (ABI mode); the cffi
+the model build's flags (codegen/c/build.py CFLAGS) plus ``-Werror`` and called through cffi (ABI mode); the cffi
 declarations are read from runtime/c/llmc_kernels.h, so the test and the header cannot drift apart.
 
 Tolerances (relative to the size of the values involved), and why:
@@ -18,6 +18,7 @@ Tolerances (relative to the size of the values involved), and why:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -30,6 +31,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmc.codegen.c.build import CFLAGS
 from llmc.codegen.c.kernels import (KERNELS, attention_scratch_bytes, function_names, kernels_header,
                                     moe_matmul_scratch_bytes, render_kernel)
 from llmc.codegen.c.matmul import MATMUL_TYPES, function_name, render_matmul
@@ -39,7 +41,8 @@ from tests.codegen import ggml_cpu_order
 from tests.fixtures import weights
 
 RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime" / "c"
-FLAGS = ("-O2", "-march=native", "-fPIC", "-Wall", "-Wextra", "-Werror")
+# the model build's flags (ISO C: no fp contraction the kernels do not write out), warnings as errors
+FLAGS = (*(f for f in CFLAGS if f != "-fvisibility=hidden"), "-Werror")
 N_THREADS = 2
 f32 = np.float32
 
@@ -202,6 +205,22 @@ def test_rope(lib, mode, yarn, head_dim, dims_cut, n_heads, n_tokens, base, fact
     np.testing.assert_array_equal(y[..., n_dims:], x[..., n_dims:])
     if not yarn:         # ggml's own angles, cosf, sinf and contracted rotation: the same bits
         np.testing.assert_array_equal(y, ggml_cpu_order.rope(x, pos, mode, n_dims, base, freq_factors))
+
+
+def test_rope_theta_scale_is_powf(lib):
+    """Head sizes whose theta_scale differs between ggml's powf(base, -2.0f/n_dims) and the double pow
+    rounded to float (checked below), so that the angles, and the bits, differ from pair 1 on."""
+    rng = np.random.default_rng(2)
+    for base, n_dims in ((10000.0, 24), (500000.0, 40), (1e6, 112), (150000.0, 120)):
+        assert ggml_cpu_order.powf(base, f32(-2.0) / f32(n_dims)) != f32(math.pow(base, -2.0 / n_dims))
+        x = rng.standard_normal((3, 2, n_dims)).astype(f32)
+        pos = np.array([1, 700, 2999], np.int32)
+        params = lib.ffi.new("llmc_rope_params *", {"mode": 2, "n_dims": n_dims, "base": base, "freq_scale": 1.0,
+                                                     "ext_factor": 0.0, "attn_factor": 1.0, "beta_fast": 32.0,
+                                                     "beta_slow": 1.0, "n_ctx_orig": 0})
+        y = x.copy()
+        lib.call("llmc_rope_f32", y, pos, 3, 2, n_dims, params, None)
+        np.testing.assert_array_equal(y, ggml_cpu_order.rope(x, pos, "neox", n_dims, base))
 
 
 # ---- attention ------------------------------------------------------------------------------------------
