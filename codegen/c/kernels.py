@@ -77,7 +77,8 @@ def kernels_header() -> str:
 
 
 def attention_scratch_bytes(n_ctx: int, n_threads: int) -> int:
-    """Scratch of llmc_attention_f32: one row of n_ctx f32 scores per thread."""
+    """Scratch of llmc_attention_f32 (which allocates its own work now, sized by head_dim and the query
+    heads per KV head; the argument stays for the call's signature): one row of n_ctx floats per thread."""
     return 4 * n_ctx * max(n_threads, 1)
 
 
