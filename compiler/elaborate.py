@@ -21,6 +21,8 @@ _GGUF_NAME = re.compile(r"^[A-Za-z0-9_.\-{}]+$")
 _SUGAR = {"linear": "matmul (+ bias): linear(x, w) or linear(x, w, b)"}
 ROPE_MODES = {"norm": 0, "neox": 2}
 _LIST_ATTRS = {(Op.RESHAPE, "shape"), (Op.SPLIT, "sizes")}       # attributes written as [d0, d1, ...]
+# a param's sources: a metadata key, a metadata key of per-layer flags read as their period, a tensor dim
+_PARAM_SOURCES = ("meta", "meta_period", "ne")
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class Elaborator:
     # ---- declarations ---------------------------------------------------------------------------------
     def param(self, decl: ast.ParamDecl) -> None:
         value = decl.value
-        if isinstance(value, ast.ECall) and value.func in ("meta", "ne"):
+        if isinstance(value, ast.ECall) and value.func in _PARAM_SOURCES:
             param = self._param_call(decl.name, value)
         else:
             param = Param(decl.name, decl.loc, expr=self.scalar(value))
@@ -108,12 +110,13 @@ class Elaborator:
     def _param_call(self, name: str, call: ast.ECall) -> Param:
         if call.kwargs:
             raise DslError(f"{call.func}() takes positional arguments only", call.kwargs[0].loc)
-        if call.func == "meta":
+        if call.func in ("meta", "meta_period"):
             if not 1 <= len(call.args) <= 2 or not isinstance(call.args[0], ast.EStr):
-                raise DslError('meta() takes a GGUF key string and an optional default: meta("key", 1)',
-                               call.loc)
+                raise DslError(f'{call.func}() takes a GGUF key string and an optional default: '
+                               f'{call.func}("key", 1)', call.loc)
             default = self.scalar(call.args[1]) if len(call.args) == 2 else None
-            return Param(name, call.loc, meta_key=call.args[0].value, default=default)
+            return Param(name, call.loc, meta_key=call.args[0].value, default=default,
+                         flags_as_period=call.func == "meta_period")
         if len(call.args) != 2 or not isinstance(call.args[0], ast.EStr) or not isinstance(call.args[1], ast.ENum):
             raise DslError('ne() takes a GGUF tensor name and an axis: ne("token_embd.weight", 1)', call.loc)
         return Param(name, call.loc, tensor_dim=(call.args[0].value, int(call.args[1].value)))
@@ -194,7 +197,7 @@ class Elaborator:
         if isinstance(e, ast.EIf):
             return X.Cond(self.scalar(e.test), self.scalar(e.then), self.scalar(e.otherwise))
         if isinstance(e, ast.ECall):
-            if e.func in ("meta", "ne"):
+            if e.func in _PARAM_SOURCES:
                 raise DslError(f"{e.func}() may only stand alone on the right of a `param`", e.loc)
             if e.func not in X.FUNCTIONS:
                 raise DslError(f"unknown function {e.func!r} in a number; known: "
@@ -210,7 +213,7 @@ class Elaborator:
         if isinstance(e, ast.EName):
             return isinstance(self.scope.get(e.id), Tensor)
         if isinstance(e, ast.ECall):        # an unknown function is reported as an unknown op
-            return e.func not in X.FUNCTIONS and e.func not in ("meta", "ne")
+            return e.func not in X.FUNCTIONS and e.func not in _PARAM_SOURCES
         if isinstance(e, ast.EBin):
             return self._is_tensor(e.left) or self._is_tensor(e.right)
         return False

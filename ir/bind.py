@@ -58,6 +58,11 @@ def bind_params(params, arch: str, metadata, tensors, file: str) -> dict[str, An
             key = p.meta_key.replace("{arch}", arch)
             if key in metadata:
                 value = metadata[key]
+                if isinstance(value, (list, tuple)):
+                    if not p.flags_as_period:
+                        raise BindError(f"{file}: the metadata key {key!r} holds an array of {len(value)}; "
+                                        f"parameter {p.name!r} reads one number or string", p.loc)
+                    value = flags_period(value, metadata.get(f"{arch}.block_count", len(value)), key, file, p)
             elif p.default is not None:
                 value = _eval(p.default, env, p)
             else:
@@ -74,6 +79,23 @@ def bind_params(params, arch: str, metadata, tensors, file: str) -> dict[str, An
             value = _eval(p.expr, env, p)
         env[p.name] = value
     return env
+
+
+def flags_period(flags, n_layer: int, key: str, file: str, p) -> int:
+    """The period n of per-layer flags (nonzero = flagged) that flags layer i exactly when i % n < n - 1:
+    how an older file writes the same pattern (llama.cpp's set_swa_pattern). Layers past the end of the
+    array are not flagged, as llama.cpp reads it (load_swa_pattern); all flagged is n = n_layer + 1."""
+    if any(isinstance(f, (float, str)) for f in flags):
+        raise BindError(f"{file}: the per-layer flags in {key!r} (parameter {p.name!r}) are not bools or integers",
+                        p.loc)
+    flagged = [i < len(flags) and flags[i] != 0 for i in range(int(n_layer))]
+    period = flagged.index(False) + 1 if False in flagged else len(flagged) + 1
+    for i, flag in enumerate(flagged):
+        if flag != (i % period < period - 1):
+            raise BindError(f"{file}: the per-layer flags in {key!r} (parameter {p.name!r}) repeat no period n "
+                            f"with layer i flagged when i % n < n - 1: layer {i} is "
+                            f"{'flagged' if flag else 'not flagged'}", p.loc)
+    return period
 
 
 def _eval(e: X.Expr, env, p):

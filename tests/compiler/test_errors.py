@@ -130,3 +130,11 @@ def test_cli_unknown_target(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "llmc.cli", "compile", "llama", "--target", "tpu9",
                            "-o", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 1 and "unknown target 'tpu9'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_meta_period_takes_a_key_and_a_default():
+    err = error_of(HEAD + "param p = meta_period(6)\n")
+    assert (err.loc.line, err.loc.col) == (4, 11)
+    assert 'meta_period() takes a GGUF key string and an optional default: meta_period("key", 1)' in err.message
+    err = error_of(HEAD + 'param p = 1 + meta_period("{arch}.attention.sliding_window_pattern")\n')
+    assert "meta_period() may only stand alone on the right of a `param`" in err.message
