@@ -17,6 +17,7 @@ from . import ast
 from .parser import parse_file
 
 TOKENS_SYMBOL = "T"            # the number of tokens in this step
+LOAD_CONTEXT = "n_ctx"         # in a weight's load-time choice: the context (per sequence) it is loaded with
 _GGUF_NAME = re.compile(r"^[A-Za-z0-9_.\-{}]+$")
 _SUGAR = {"linear": "matmul (+ bias): linear(x, w) or linear(x, w, b)"}
 ROPE_MODES = {"norm": 0, "neox": 2}
@@ -122,9 +123,13 @@ class Elaborator:
         return Param(name, call.loc, tensor_dim=(call.args[0].value, int(call.args[1].value)))
 
     def weight(self, decl: ast.WeightDecl) -> None:
-        self._check_gguf_name(decl)
+        self._check_gguf_name(decl.gguf_name, decl.gguf_loc)
         shape = tuple(self.scalar(d) for d in decl.shape)
         attrs = {"gguf": decl.gguf_name, "optional": decl.optional}
+        if decl.choice is not None:
+            self._check_gguf_name(decl.choice.then, decl.choice.then_loc)
+            attrs["gguf_if"] = self._load_time_test(decl.choice.test)
+            attrs["gguf_then"] = decl.choice.then
         if decl.fallback is not None:
             fb = self.weight_names.get(decl.fallback)
             if fb is None:
@@ -138,15 +143,26 @@ class Elaborator:
         self._bind(decl.name, tensor, decl.loc)
         self.weight_names[decl.name] = tensor
 
-    def _check_gguf_name(self, decl: ast.WeightDecl) -> None:
-        if not _GGUF_NAME.match(decl.gguf_name):
-            raise DslError(f"GGUF tensor name {decl.gguf_name!r} may hold only letters, digits, '_', '.', "
-                           "'-' and {placeholders}", decl.gguf_loc)
+    def _check_gguf_name(self, name: str, loc: SourceLoc) -> None:
+        if not _GGUF_NAME.match(name):
+            raise DslError(f"GGUF tensor name {name!r} may hold only letters, digits, '_', '.', "
+                           "'-' and {placeholders}", loc)
         allowed = {"arch"} | ({self.graph.layer_var} if self.region == "layer" else set())
-        for ph in re.findall(r"{([^}]*)}", decl.gguf_name):
+        for ph in re.findall(r"{([^}]*)}", name):
             if ph not in allowed:
                 raise DslError(f"unknown placeholder {{{ph}}} in tensor name; allowed here: "
-                               f"{', '.join('{' + a + '}' for a in sorted(allowed))}", decl.gguf_loc)
+                               f"{', '.join('{' + a + '}' for a in sorted(allowed))}", loc)
+
+    def _load_time_test(self, test) -> X.Expr:
+        """The condition of a weight's choice: hyperparameters and n_ctx, which only it can read."""
+        if LOAD_CONTEXT in self.scope:
+            raise DslError(f"a weight's choice reads {LOAD_CONTEXT!r} as the load-time context; a parameter "
+                           f"of that name hides it", test.loc)
+        self.scope[LOAD_CONTEXT] = X.Name(LOAD_CONTEXT)
+        try:
+            return self.scalar(test)
+        finally:
+            del self.scope[LOAD_CONTEXT]
 
     def layer(self, block: ast.LayerBlock) -> None:
         count = self.scalar(block.count)

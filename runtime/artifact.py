@@ -132,7 +132,8 @@ class CEngine:
                     raise BindError(f"this artifact was specialized for {spec['file']} ({name} = {value}); "
                                     f"{gguf.path} has {name} = {params.get(name)}")
         values = [float(v) if isinstance(v, (int, float)) else float("nan") for v in params.values()]
-        bound = [name for w in manifest["weights"] for name in (w["gguf"], w.get("fallback")) if name]
+        bound = [name for w in manifest["weights"] for name in (w["gguf"], w.get("fallback"), w.get("chosen_at_load"))
+                 if name]
         self.n_ctx = context_size(manifest["arch"], gguf.metadata, gguf.tensors, bound, n_ctx, gguf.path,
                                   manifest["source"])
         ffi = _get_ffi()

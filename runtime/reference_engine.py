@@ -15,10 +15,10 @@ from .gguf_file import GGUFFile
 
 class ReferenceEngine:
     def __init__(self, graph: Graph, gguf: GGUFFile, n_ctx: int | None = None):
-        self.binding = bind(graph, gguf.metadata, gguf.tensors, gguf.path)
-        bound = [n.attrs["gguf"] for n in graph.weights()]
+        bound = [n.attrs[k] for n in graph.weights() for k in ("gguf", "gguf_then") if k in n.attrs]
         self.n_ctx = context_size(graph.arch, gguf.metadata, gguf.tensors, bound, n_ctx, gguf.path,
                                   os.path.basename(graph.source))
+        self.binding = bind(graph, gguf.metadata, gguf.tensors, gguf.path, n_ctx=self.n_ctx)
         self.interp = Interpreter(graph, self.binding, lambda info: gguf.dequantize(info.name), self.n_ctx)
         self.n_vocab = int(graph.node(graph.outputs["logits"]).shape[-1].eval(self.binding.params))
 
