@@ -285,24 +285,30 @@ def check_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, u
 
 def test_attention_rows_of_every_length(lib):
     """Gemma 3's shape (head_dim 256, 4 query heads on 1 KV head) and SmolLM2's (64, 3 on 1), every row length
-    around the 16-key softmax chunks and 64-key P·V steps, with and without a window that cuts them."""
+    around the 16-key softmax chunks and 64-key P·V steps, with and without a window that cuts them; all
+    rows in one call (whole rows per item), and each alone (decode: rows over 256 keys split over threads)."""
     rng = np.random.default_rng(1)
-    for head_dim, n_head, window in ((256, 4, 0), (256, 4, 37), (64, 3, 0), (64, 3, 100)):
-        positions = np.array([0, 1, 14, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200, 255], np.int32)
-        T, n_ctx = len(positions), 260
+    for head_dim, n_head, window in ((256, 4, 0), (256, 4, 37), (64, 3, 0), (64, 3, 300)):
+        positions = np.array([0, 1, 14, 15, 16, 17, 63, 64, 65, 127, 128, 129, 255, 256, 257, 300, 519], np.int32)
+        T, n_ctx = len(positions), 520
         seq = np.arange(T, dtype=np.int32)               # one sequence per token: each sees only its own row
         q = rng.standard_normal((T, n_head, head_dim)).astype(f32)
         k_new, v_new = rng.standard_normal((2, T, 1, head_dim)).astype(f32)
         k_cache, v_cache = rng.standard_normal((2, T, n_ctx, 1, head_dim)).astype(np.float16)
-        out = np.full((T, n_head * head_dim), np.nan, f32)
-        lib.call("llmc_attention_f32", lib.pool, out, q, k_new, v_new, k_cache.view(np.uint16),
+        together = np.full((T, n_head * head_dim), np.nan, f32)
+        lib.call("llmc_attention_f32", lib.pool, together, q, k_new, v_new, k_cache.view(np.uint16),
                  v_cache.view(np.uint16), seq, positions, T, n_head, 1, head_dim, n_ctx, 0.0625, window, 0.0, None,
                  np.zeros(1, f32))
         for t in range(T):
+            alone = np.full((1, n_head * head_dim), np.nan, f32)
+            lib.call("llmc_attention_f32", lib.pool, alone, q[t:t + 1], k_new[t:t + 1], v_new[t:t + 1],
+                     k_cache.view(np.uint16), v_cache.view(np.uint16), seq[t:t + 1], positions[t:t + 1], 1, n_head, 1,
+                     head_dim, n_ctx, 0.0625, window, 0.0, None, np.zeros(1, f32))
             keys = slice(0, positions[t] + 1)
             want = ggml_cpu_order.attention(q[t:t + 1], k_cache[t, keys].astype(f32), v_cache[t, keys].astype(f32),
                                             positions[t:t + 1], 0.0625, window, None)
-            np.testing.assert_array_equal(out[t:t + 1], want, err_msg=f"head_dim {head_dim} position {positions[t]}")
+            np.testing.assert_array_equal(together[t:t + 1], want, err_msg=f"head_dim {head_dim} position {positions[t]}")
+            np.testing.assert_array_equal(alone, want, err_msg=f"alone: head_dim {head_dim} position {positions[t]}")
 
 
 def test_attention_same_bits_alone_or_in_a_batch(lib):
