@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import pointwise, quant
+from . import ggml_vec_dot, pointwise, quant
 
 f32 = np.float32
 
@@ -21,13 +21,22 @@ def embed(table: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     return table[tokens].astype(f32)
 
 
-def matmul(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, ggml_type: str = "F32") -> np.ndarray:
+def matmul(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, ggml_type: str = "F32",
+           w_raw: np.ndarray | None = None) -> np.ndarray:
     """x (..., n_in) @ w (n_out, n_in)^T (+ bias). x is first converted to the weight type's vec_dot_type
-    (Q8_0, Q8_1, Q8_K, f16, bf16) as llama.cpp does; w is the dequantized weight."""
+    (Q8_0, Q8_1, Q8_K, f16, bf16) as llama.cpp does; w is the dequantized weight.
+
+    Given the weight's raw blocks (w_raw, n_out rows of ggml_type) and a type of
+    ggml_vec_dot.ORDERED_TYPES (Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q6_K), each output is summed in the
+    order of ggml's x86 vec_dot for that type, bit for bit (docs/numerics.md, "Summation orders"); the
+    other types, or without w_raw, sum in float64 and round once."""
     lead = x.shape[:-1]
-    x2 = quant.quantize_activations(np.ascontiguousarray(x, f32).reshape(-1, x.shape[-1]),
-                                    quant.VEC_DOT_TYPE[ggml_type])
-    y = (x2.astype(np.float64) @ w.astype(np.float64).T).astype(f32)
+    x2 = np.ascontiguousarray(x, f32).reshape(-1, x.shape[-1])
+    if w_raw is not None and ggml_type in ggml_vec_dot.ORDERED_TYPES:
+        y = ggml_vec_dot.matmul(x2, w_raw, ggml_type, w.shape[0])
+    else:
+        xq = quant.quantize_activations(x2, quant.VEC_DOT_TYPE[ggml_type])
+        y = (xq.astype(np.float64) @ w.astype(np.float64).T).astype(f32)
     if bias is not None:
         y = y + bias.astype(f32)
     return y.reshape(*lead, w.shape[0])
@@ -155,16 +164,19 @@ def gather(x: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 
 def moe_matmul(x: np.ndarray, w: np.ndarray, selected: np.ndarray, bias: np.ndarray | None,
-               ggml_type: str = "F32") -> np.ndarray:
+               ggml_type: str = "F32", w_raw: np.ndarray | None = None) -> np.ndarray:
     """For each token t and slot j: w[selected[t, j]] @ x[t] (+ bias[selected[t, j]]).
-    x (T, n_in) is shared by all slots, or (T, k, n_in) per slot; w (E, n_out, n_in); -> (T, k, n_out)."""
+    x (T, n_in) is shared by all slots, or (T, k, n_in) per slot; w (E, n_out, n_in); -> (T, k, n_out).
+    w_raw: the raw blocks of all experts (optional, see matmul)."""
     T, k = selected.shape
     xs = np.broadcast_to(x[:, None, :], (T, k, x.shape[-1])) if x.ndim == 2 else x
+    raw = None if w_raw is None else np.ascontiguousarray(w_raw).view(np.uint8).reshape(w.shape[0], -1)
     out = np.empty((T, k, w.shape[1]), f32)
     for t in range(T):
         for j in range(k):
             e = int(selected[t, j])
-            out[t, j] = matmul(xs[t, j][None, :], w[e], None if bias is None else bias[e], ggml_type)[0]
+            out[t, j] = matmul(xs[t, j][None, :], w[e], None if bias is None else bias[e], ggml_type,
+                               None if raw is None else raw[e])[0]
     return out
 
 

@@ -15,7 +15,8 @@ class ReferenceEngine:
         self.binding = bind(graph, gguf.metadata, gguf.tensors, gguf.path)
         ctx_key = f"{graph.arch}.context_length"
         self.n_ctx = int(n_ctx or min(int(gguf.metadata.get(ctx_key, 2048)), 4096))
-        self.interp = Interpreter(graph, self.binding, lambda info: gguf.dequantize(info.name), self.n_ctx)
+        self.interp = Interpreter(graph, self.binding, lambda info: gguf.dequantize(info.name), self.n_ctx,
+                                  load_raw=lambda info: gguf.raw(info.name))
         self.n_vocab = int(graph.node(graph.outputs["logits"]).shape[-1].eval(self.binding.params))
 
     def reset(self) -> None:
