@@ -62,26 +62,42 @@ def fma_f32(a, b, c) -> np.ndarray:
 
 
 class FmaChain:
-    """An f32 accumulator of a fixed shape updated by acc = fmaf(a, b, acc), step after step, with its
-    work arrays allocated once (the quantized matmuls run millions of such steps).
+    """f32 accumulators (lanes, *shape) updated by acc = fmaf(a, b, acc) step after step, a (*shape) the
+    same for every lane, b (lanes, *shape) integer-valued with |b| <= b_max (the int32 lanes of a vec_dot,
+    a the block scale). Work arrays are allocated once: the quantized matmuls run millions of steps.
 
-    b must be integer-valued (the int32 lanes of a vec_dot): then a·b + acc is a multiple of 2^-149, so
-    the f32 subnormal range needs no care; only exact f32 ties of the float64 sum are checked."""
+    s = a·b + acc in float64 rounded to f32 is fmaf's value unless s is inexact and an f32 tie. It is
+    exact while the magnitudes stay within 2^52 of the finest grain met so far: a·b + acc is a multiple of
+    the smallest ulp of the a's seen (b integer, acc built from such products), and that ulp is at least
+    2^-24·|a|. A running bound U >= |acc| ((rows, T)-sized, cheap) proves this for most steps; other
+    steps check every lane for an f32 tie (29 low mantissa bits 1000...0) and redo those by TwoSum.
+    (Subnormals need no care: a multiple of 2^-149 below 2^-125 is exact in float64.)"""
 
-    def __init__(self, shape: tuple[int, ...]):
-        self.acc = np.zeros(shape, f32)
-        self._old = np.zeros(shape, f32)
-        self._sum = np.empty(shape, _F64)
-        self._low = np.empty(shape, np.uint64)
-        self._tie = np.empty(shape, np.bool_)
+    def __init__(self, lanes: int, shape: tuple[int, ...]):
+        self.acc = np.zeros((lanes,) + shape, f32)
+        self._old = np.zeros_like(self.acc)
+        self._sum = np.empty(self.acc.shape, _F64)
+        self._low = np.empty(self.acc.shape, np.uint64)
+        self._tie = np.empty(self.acc.shape, np.bool_)
+        self._bound = np.zeros(shape, _F64)             # >= |acc| of every lane
+        self._grain = np.full(shape, np.inf)            # 2^-24 · min |a| over the steps so far (a != 0)
+        self.checked_steps = 0                          # steps the bound did not cover (for tests)
 
-    def step(self, a: np.ndarray, b: np.ndarray) -> None:
-        """acc <- fmaf(a, b, acc); a f32 (broadcast to the shape), b f32 integer values."""
+    def step(self, a: np.ndarray, b: np.ndarray, b_max: float) -> None:
+        """acc <- fmaf(a, b, acc): a (*shape) f32, b (lanes, *shape) f32 integers, |b| <= b_max."""
         self.acc, self._old = self._old, self.acc
+        a64 = np.abs(a, dtype=_F64)
+        np.minimum(self._grain, np.where(a64 > 0, a64 * 2.0 ** -24, np.inf), out=self._grain)
+        self._bound += a64 * b_max                       # bounds |a·b + acc| for this step
+        exact = bool(np.all(self._bound < self._grain * 2.0 ** 52))
+        self._bound *= 1 + 2.0 ** -22                    # ... and |acc| after rounding to f32
         s = self._sum
         np.multiply(a, b, out=s, dtype=_F64)
         np.add(s, self._old, out=s)
         np.copyto(self.acc, s, casting="same_kind")
+        if exact:
+            return
+        self.checked_steps += 1
         np.bitwise_and(s.view(np.uint64), _LOW29, out=self._low)
         np.equal(self._low, _HALF29, out=self._tie)
         if self._tie.any():

@@ -32,7 +32,11 @@ _F64 = np.float64
 
 ORDERED_TYPES = ("Q8_0", "Q4_0", "Q5_0", "Q4_1", "Q5_1", "Q4_K", "Q6_K")
 
-_OUTPUTS_PER_CHUNK = 1 << 17     # rows × tokens per step: the working set of a step stays in L2
+# Rows are taken in chunks of about _LANE_PRODUCTS / (T · K) (K = elements per lane: 4, or 32 for
+# K-quants), which keeps (a) a step's arrays (8 lanes × rows × T, float64) within a core's L2 and (b)
+# every np.matmul below OpenBLAS's threading threshold (M·N·K < 65536·4, interface/gemm.c): threads
+# on products this thin cost more than they give, several times more on a loaded machine.
+_LANE_PRODUCTS = 1 << 16
 
 
 def _f16(raw: np.ndarray) -> np.ndarray:
@@ -109,11 +113,12 @@ def _chunk_small(blk, ggml_type, xq, xd, xs):
     rows, nb = dw.shape
     T = xq.shape[3]
     w_lanes = _lanes_of_32(codes)                                   # (nb, 8, rows, 4)
-    acc = FmaChain((8, rows, T))
+    lane_max = 4 * 128 * float(np.abs(codes).max(initial=0))       # |q_x| <= 128
+    acc = FmaChain(8, (rows, T))
     summs = np.zeros((rows, T), f32)
     for b in range(nb):
         scale = np.multiply.outer(dw[:, b], xd[:, b])               # f16 · f16: exact in f32
-        acc.step(scale, np.matmul(w_lanes[b], xq[b]))               # lanes (8, rows, T)
+        acc.step(scale, np.matmul(w_lanes[b], xq[b]), lane_max)     # lanes (8, rows, T)
         if mw is not None:                                          # f16 · f16 exact, added in f32
             summs += np.multiply.outer(mw[:, b], xs[:, b])
     out = hsum_float_8(acc.acc, axis=0)
@@ -126,12 +131,12 @@ def _chunk_q4_k(blk, xq, xd, xsum):
     w_lanes = _lanes_of_256(q * np.repeat(scales, 32, axis=-1))     # sc_k · q, k = element / 32
     w_mins = mins.reshape(rows, nb, 4, 2).transpose(1, 2, 0, 3).astype(f32)   # (nb, 4, rows, 2)
     T = xq.shape[3]
-    acc, acc_m = FmaChain((8, rows, T)), FmaChain((4, rows, T))
+    acc, acc_m = FmaChain(8, (rows, T)), FmaChain(4, (rows, T))
     for b in range(nb):
         d = np.multiply.outer(dw[:, b], xd[:, b])                   # (float)(d_x · d_w), rounded
         dm = np.multiply.outer(dmin[:, b], -xd[:, b])               # (float)(-d_x · dmin_w)
-        acc_m.step(dm, np.matmul(w_mins[b], xsum[b]))
-        acc.step(d, np.matmul(w_lanes[b], xq[b]))
+        acc_m.step(dm, np.matmul(w_mins[b], xsum[b]), 2 * 63 * 32 * 128)
+        acc.step(d, np.matmul(w_lanes[b], xq[b]), 32 * 63 * 15 * 128)
     m2 = acc_m.acc[0:2] + acc_m.acc[2:4]
     return hsum_float_8(acc.acc, axis=0) + (m2[0] + m2[1])
 
@@ -143,10 +148,10 @@ def _chunk_q6_k(blk, xq, xd, xbsum):
     # the -32 offset per lane: -32 (bsum_2l sc_2l + bsum_2l+1 sc_2l+1), as two more lane elements
     w_off = (-32 * scales).reshape(rows, nb, 8, 2).transpose(1, 2, 0, 3).astype(_F64)
     w_lanes = np.concatenate([w_lanes, w_off], axis=-1)            # (nb, 8, rows, 34)
-    acc = FmaChain((8, rows, xq.shape[3]))
+    acc = FmaChain(8, (rows, xq.shape[3]))
     for b in range(nb):
         d = np.multiply.outer(dw[:, b], xd[:, b])
-        acc.step(d, np.matmul(w_lanes[b], xq[b]).astype(f32))
+        acc.step(d, np.matmul(w_lanes[b], xq[b]).astype(f32), 32 * 128 * 63 * 128 + 2 * 32 * 128 * 16 * 128)
     return hsum_float_8(acc.acc, axis=0)
 
 
@@ -185,7 +190,8 @@ def matmul(x: np.ndarray, w_raw: np.ndarray, ggml_type: str, n_out: int) -> np.n
     blocks = raw.reshape(n_out, n_in // block, block_bytes)
     xq, xd, extra = _activations(x, ggml_type)
     out = np.empty((n_out, T), f32)
-    step = max(64, _OUTPUTS_PER_CHUNK // max(T, 1))
+    lane_len = 4 if block == 32 else 34
+    step = max(8, _LANE_PRODUCTS // (T * lane_len))
     for r in range(0, n_out, step):
         blk = blocks[r:r + step]
         if ggml_type == "Q4_K":
