@@ -130,21 +130,25 @@ def reduce_add_16(x: np.ndarray) -> np.ndarray:
 
 def vec_dot_f16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Σ a·b over the last axis (broadcasting the others) as ggml_vec_dot_f16 sums on AVX-512 (vec.cpp,
-    GGML_F32_STEP 64, 16 lanes): element i goes to accumulator (i % 64) / 16, lane i % 16, by fma; then
-    (s0 + s2) + (s1 + s3) lane-wise and reduce_add_16. a and b hold f16 values (as f32), so each product
-    is exact in f32 and the fma is a rounded add. The length is padded with zeros to a multiple of 64
-    (ggml adds a leftover tail in double; the callers here have none or pad with zero weights)."""
+    GGML_F16_STEP 64, 16 lanes): element i < n - n % 64 goes to accumulator (i % 64) / 16, lane i % 16, by
+    fma; then (s0 + s2) + (s1 + s3) lane-wise and reduce_add_16; the n % 64 leftovers are added to that
+    in double one by one, and the result rounded to f32. a and b hold f16 values (as f32), so each
+    product is exact and each fma a rounded f32 add."""
     a, b = np.asarray(a, f32), np.asarray(b, f32)
-    n = max(a.shape[-1], b.shape[-1])
-    n64 = -(-n // 64) * 64
-    a = np.concatenate([a, np.zeros(a.shape[:-1] + (n64 - a.shape[-1],), f32)], -1) if a.shape[-1] < n64 else a
-    b = np.concatenate([b, np.zeros(b.shape[:-1] + (n64 - b.shape[-1],), f32)], -1) if b.shape[-1] < n64 else b
+    n = a.shape[-1]
+    full = n - n % 64
     acc = None
-    for i in range(0, n64, 64):
+    for i in range(0, full, 64):
         prod = a[..., i:i + 64] * b[..., i:i + 64]
         acc = prod if acc is None else acc + prod
-    acc = acc.reshape(acc.shape[:-1] + (4, 16))
-    return reduce_add_16((acc[..., 0, :] + acc[..., 2, :]) + (acc[..., 1, :] + acc[..., 3, :]))
+    if acc is None:
+        total = np.zeros(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]), _F64)
+    else:
+        acc = acc.reshape(acc.shape[:-1] + (4, 16))
+        total = reduce_add_16((acc[..., 0, :] + acc[..., 2, :]) + (acc[..., 1, :] + acc[..., 3, :])).astype(_F64)
+    for i in range(full, n):
+        total = total + a[..., i].astype(_F64) * b[..., i]
+    return total.astype(f32)
 
 
 _EXP_SHIFT, _LOG2E, _LN2_HI, _LN2_LO = (f32(float.fromhex(h)) for h in
@@ -176,15 +180,20 @@ def _libm():
     if path is None:
         raise RuntimeError("the C math library (libm) was not found: RoPE needs its cosf/sinf")
     lib = ctypes.CDLL(path)
-    for name in ("cosf", "sinf"):
+    for name in ("cosf", "sinf", "expf"):
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
     return lib
 
 
+def libm_expf(x: float) -> np.float32:
+    """The C library's expf of one f32 (ggml's scalar paths call it, e.g. for a softmax sink)."""
+    return f32(_libm().expf(float(f32(x))))
+
+
 def _libm_map(name: str, x: np.ndarray) -> np.ndarray:
-    """The C library's f32 function on each distinct value of x (ggml calls cosf/sinf, which are not
-    correctly rounded: float64 cos rounded to f32 differs on ~1 % of arguments)."""
+    """The C library's f32 function on each distinct value of x (ggml's RoPE calls cosf/sinf, which are
+    not correctly rounded: float64 cos rounded to f32 differs on ~1 % of arguments)."""
     fn = getattr(_libm(), name)
     x = np.asarray(x, f32)
     values, inverse = np.unique(x, return_inverse=True)

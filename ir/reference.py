@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import ggml_vec_dot, pointwise, quant
+from . import ggml_order, ggml_vec_dot, pointwise, quant
 
 f32 = np.float32
 
@@ -116,42 +116,55 @@ def rope(x: np.ndarray, positions: np.ndarray, mode: str, n_dims: int, base: flo
 
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np.ndarray, scale: float,
               window: int, sinks: np.ndarray | None, logit_cap: float = 0.0) -> np.ndarray:
-    """Causal GQA attention of this step's queries over the cache.
+    """Causal GQA attention of this step's queries over the cache, each query as llama.cpp's non-flash
+    path computes one token (so the result does not depend on how many queries come together).
 
     q (T, Hq, D) f32; k_cache, v_cache (n_kv, Hkv, D) already holding this step's keys (stored as f16);
     q_pos (T,) absolute positions; key j is visible to query t iff j <= q_pos[t] and
     (window == 0 or q_pos[t] - j < window). sinks (Hq,) are extra logits, unscaled, only in the
     denominator. logit_cap > 0 caps each logit: logit_cap * tanh(q·k * (scale / logit_cap)), as ggml's
     CPU flash attention does (ggml-cpu/ops.cpp divides scale by the cap, then takes cap * tanhf(s * scale));
-    with scale 1 (Gemma 2 scales q instead) that is also the non-flash tanh(kq / c) * c. Returns (T, Hq * D)."""
+    with scale 1 (Gemma 2 scales q instead) that is also the non-flash tanh(kq / c) * c. Returns (T, Hq * D).
+
+    Order (docs/numerics.md, "Summation orders"): kq = ggml_vec_dot_f16(K row, f16 q); w = kq·scale, masked
+    to -inf; max (and the sink); e = ggml_v_expf(w - max); the sum adds 16-key chunks (each reduced in f32)
+    in double, plus expf(sink - max); p = f16(e · (float)(1/sum)); out[d] = ggml_vec_dot_f16 over the keys,
+    which are padded with zero probability to a multiple of 64 as llama.cpp's n_kv (a multiple of 256)."""
     T, n_head, d = q.shape
     n_kv, n_head_kv, dv = v_cache.shape
     group = n_head // n_head_kv
-    qh = q.astype(np.float16).astype(np.float64)           # llama.cpp converts Q to f16 for K·Q
-    k = k_cache.astype(np.float64)
-    v = v_cache.astype(np.float64)
-    kpos = np.arange(n_kv)
-    visible = kpos[None, :] <= q_pos[:, None]
+    n_row = -(-n_kv // 64) * 64
+    qh = q.astype(np.float16).astype(f32)                 # llama.cpp converts Q to f16 for K·Q
+    k = np.zeros((n_row, n_head_kv, d), f32)
+    v = np.zeros((n_row, n_head_kv, dv), f32)
+    k[:n_kv], v[:n_kv] = k_cache, v_cache
+    kpos = np.arange(n_row)
+    visible = (kpos[None, :] <= q_pos[:, None]) & (kpos[None, :] < n_kv)
     if window > 0:
         visible &= (q_pos[:, None] - kpos[None, :]) < window
-    out = np.empty((T, n_head, dv), np.float64)
+    out = np.empty((T, n_head, dv), f32)
+    rows = max(1, (1 << 22) // (n_row * max(d, dv)))      # queries per pass: bounds the (rows, n_row, D) products
     for h in range(n_head):
-        kh = k[:, h // group, :]                            # (n_kv, D)
-        s = qh[:, h, :] @ kh.T                              # (T, n_kv)
-        if logit_cap > 0:
-            s = f32(logit_cap) * np.tanh((s * f32(f32(scale) / f32(logit_cap))).astype(f32)).astype(np.float64)
-        else:
-            s = s * scale
-        s = np.where(visible, s, -np.inf)
-        m = s.max(axis=1, keepdims=True)
-        if sinks is not None:
-            m = np.maximum(m, float(sinks[h]))
-        e = np.exp(s - m)
-        denom = e.sum(axis=1, keepdims=True)
-        if sinks is not None:
-            denom = denom + np.exp(float(sinks[h]) - m)
-        out[:, h, :] = (e / denom) @ v[:, h // group, :]
-    return out.reshape(T, n_head * dv).astype(f32)
+        kh, vh_t = k[:, h // group, :], np.ascontiguousarray(v[:, h // group, :].T)
+        for t0 in range(0, T, rows):
+            t = slice(t0, t0 + rows)
+            kq = ggml_order.vec_dot_f16(qh[t, None, h, :], kh[None, :, :])             # (rows, n_row)
+            if logit_cap > 0:
+                s = f32(logit_cap) * np.tanh((kq * f32(f32(scale) / f32(logit_cap))).astype(f32))
+            else:
+                s = kq * f32(scale)
+            w = np.where(visible[t], s, f32(-np.inf)).astype(f32)
+            m = w.max(axis=1)
+            if sinks is not None:
+                m = np.maximum(m, f32(sinks[h]))
+            e = ggml_order.expf(w - m[:, None])
+            chunks = ggml_order.reduce_add_16(e.reshape(len(e), n_row // 16, 16)).astype(np.float64)
+            total = np.cumsum(chunks, axis=1)[:, -1]                                   # in order, in double
+            if sinks is not None:
+                total = total + np.array([ggml_order.libm_expf(f32(sinks[h]) - mi) for mi in m], np.float64)
+            p = (e * (1.0 / total).astype(f32)[:, None]).astype(np.float16).astype(f32)
+            out[t, h, :] = ggml_order.vec_dot_f16(p[:, None, :], vh_t[None, :, :])
+    return out.reshape(T, n_head * dv)
 
 
 def top_k(x: np.ndarray, k: int) -> np.ndarray:
