@@ -65,7 +65,8 @@ def rope_cache(positions: np.ndarray, n_dims: int, base: float, freq_scale: floa
                freq_factors: np.ndarray | None = None):
     """cos, sin (T, n_dims/2) f32 as ggml builds them: theta_{i+1} = theta_i * base^(-2/n_dims) in f32,
     divided by freq_factors[i] (n_dims/2,) when given (ggml_rope_ext's src2; before freq_scale and YaRN),
-    YaRN ramp between the corrected dims when ext_factor != 0."""
+    YaRN ramp between the corrected dims when ext_factor != 0; then the C library's cosf/sinf (as ggml
+    calls them: not correctly rounded, so float64 cos would differ in the last bit on ~1 % of angles)."""
     half = n_dims // 2
     theta_scale = f32(math.pow(base, -2.0 / n_dims))
     theta = np.empty((len(positions), half), f32)
@@ -88,29 +89,42 @@ def rope_cache(positions: np.ndarray, n_dims: int, base: float, freq_scale: floa
         mscale = f32(mscale * (1.0 + 0.1 * math.log(1.0 / freq_scale)))
     else:
         theta = theta_interp
-    return (np.cos(theta) * mscale).astype(f32), (np.sin(theta) * mscale).astype(f32)
+    return (ggml_order.cosf(theta) * mscale).astype(f32), (ggml_order.sinf(theta) * mscale).astype(f32)
+
+
+_ROPE_TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}    # a few recent cos/sin tables
+
+
+def _rope_table(positions: np.ndarray, n_dims: int, *params, freq_factors: np.ndarray | None):
+    """rope_cache, kept for the next call with the same positions and parameters (every layer's q and k
+    share one table, and libm's cosf/sinf are called one angle at a time)."""
+    key = (positions.tobytes(), n_dims, params, None if freq_factors is None else np.asarray(freq_factors, f32).tobytes())
+    if key not in _ROPE_TABLES:
+        if len(_ROPE_TABLES) >= 8:
+            _ROPE_TABLES.pop(next(iter(_ROPE_TABLES)))
+        _ROPE_TABLES[key] = rope_cache(positions, n_dims, *params, freq_factors)
+    return _ROPE_TABLES[key]
 
 
 def rope(x: np.ndarray, positions: np.ndarray, mode: str, n_dims: int, base: float, freq_scale: float = 1.0,
          ext_factor: float = 0.0, attn_factor: float = 1.0, beta_fast: float = 32.0, beta_slow: float = 1.0,
          n_ctx_orig: int = 0, freq_factors: np.ndarray | None = None) -> np.ndarray:
     """x (T, heads, head_dim). NORM rotates pairs (2i, 2i+1); NEOX rotates (i, i + n_dims/2).
-    Dims at and past n_dims pass through. freq_factors (n_dims/2,): see rope_cache."""
-    cos, sin = rope_cache(positions, n_dims, base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow,
-                          n_ctx_orig, freq_factors)
-    cos, sin = cos[:, None, :], sin[:, None, :]
-    out = x.astype(f32).copy()
-    half = n_dims // 2
-    if mode == "norm":
-        x0, x1 = x[..., 0:n_dims:2], x[..., 1:n_dims:2]
-        out[..., 0:n_dims:2] = x0 * cos - x1 * sin
-        out[..., 1:n_dims:2] = x0 * sin + x1 * cos
-    elif mode == "neox":
-        x0, x1 = x[..., :half], x[..., half:n_dims]
-        out[..., :half] = x0 * cos - x1 * sin
-        out[..., half:n_dims] = x0 * sin + x1 * cos
-    else:
+    Dims at and past n_dims pass through. freq_factors (n_dims/2,): see rope_cache.
+    The rotation as GCC contracts ggml's rotate_pairs: x0' = fmaf(x0, cos, -(x1·sin)),
+    x1' = fmaf(x0, sin, x1·cos)."""
+    if mode not in ("norm", "neox"):
         raise ValueError(f"unknown rope mode {mode!r}")
+    cos, sin = _rope_table(np.asarray(positions, np.int64), n_dims, base, freq_scale, ext_factor, attn_factor,
+                           beta_fast, beta_slow, n_ctx_orig, freq_factors=freq_factors)
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    x = x.astype(f32)
+    out = x.copy()
+    pair = (slice(0, n_dims, 2), slice(1, n_dims, 2)) if mode == "norm" else \
+        (slice(0, n_dims // 2), slice(n_dims // 2, n_dims))
+    x0, x1 = x[..., pair[0]], x[..., pair[1]]
+    out[..., pair[0]] = ggml_order.fma_f32(x0, cos, -(x1 * sin))
+    out[..., pair[1]] = ggml_order.fma_f32(x0, sin, x1 * cos)
     return out
 
 
