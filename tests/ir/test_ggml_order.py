@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmc.ir import ggml_order, ggml_vec_dot, quant
@@ -12,6 +12,8 @@ from llmc.ir import reference as ref
 from tests.ir import vec_dot_scalar
 
 f32 = np.float32
+settings.register_profile("llmc", deadline=None, max_examples=40)
+settings.load_profile("llmc")
 
 
 def random_blocks(rng, ggml_type: str, n_out: int, n_in: int) -> np.ndarray:
@@ -95,3 +97,94 @@ def test_fma_f32_on_a_double_rounding_case(sign):
 def test_fma_f32_is_correctly_rounded(abc, shift):
     a, b, c = f32(abc[0]), f32(abc[1]), f32(np.ldexp(f32(abc[2]), shift))
     assert ggml_order.fma_f32(a, b, c) == exact_fma(a, b, c)
+
+
+@given(st.integers(1, 200), st.integers(0, 2**31))
+def test_vec_dot_f16_equals_scalar_loop(n, seed):
+    rng = np.random.default_rng(seed)
+    a, b = (rng.standard_normal((2, n)).astype(np.float16).astype(f32) for _ in range(2))
+    got = ggml_order.vec_dot_f16(a, b)
+    for r in range(2):
+        assert got[r] == vec_dot_scalar.vec_dot_f16(a[r], b[r])
+
+
+def attention_one_query(q, k, v, pos, scale, window, sink):
+    """One query of one head as ggml's non-flash path takes it, written as loops: kq per key by
+    vec_dot_f16, softmax over 16-key chunks (f32 reduce, double sum, libm expf of the sink), f16
+    probabilities, then each output dim by vec_dot_f16 over the keys padded to a multiple of 64."""
+    n_row = -(-len(k) // 64) * 64
+    qh = q.astype(np.float16).astype(f32)
+    w = np.full(n_row, -np.inf, f32)
+    for j in range(len(k)):
+        if j <= pos and (window == 0 or pos - j < window):
+            w[j] = f32(vec_dot_scalar.vec_dot_f16(k[j], qh) * f32(scale))
+    m = max(w.max(), f32(sink)) if sink is not None else w.max()
+    e = ggml_order.expf(w - m)
+    total = 0.0
+    for c in range(0, n_row, 16):
+        total += float(ggml_order.reduce_add_16(e[c:c + 16]))
+    if sink is not None:
+        total += float(ggml_order.libm_expf(f32(sink) - m))
+    p = (e * f32(1.0 / total)).astype(np.float16).astype(f32)
+    vt = np.zeros((k.shape[1], n_row), f32)
+    vt[:, :len(v)] = v.T
+    return np.array([vec_dot_scalar.vec_dot_f16(p, vt[d]) for d in range(len(vt))], f32)
+
+
+@settings(max_examples=15)
+@given(st.integers(1, 5), st.integers(0, 150), st.sampled_from([0, 3]), st.booleans(), st.integers(0, 2**31))
+def test_attention_equals_one_query_loops_and_is_batch_invariant(T, start, window, sinks, seed):
+    rng = np.random.default_rng(seed)
+    n, d = start + T, 80                                           # 80: one 64-step and 16 leftovers
+    q = rng.standard_normal((T, 2, d)).astype(f32)
+    k, v = (rng.standard_normal((n, 1, d)).astype(np.float16).astype(f32) for _ in range(2))
+    s = rng.standard_normal(2).astype(f32) if sinks else None
+    pos = np.arange(start, n, dtype=np.int32)
+    out = ref.attention(q, k, v, pos, 0.125, window, s).reshape(T, 2, d)
+    for t in range(T):
+        np.testing.assert_array_equal(ref.attention(q[t:t + 1], k, v, pos[t:t + 1], 0.125, window, s)[0],
+                                      out[t].reshape(-1))
+    for h in range(2):
+        np.testing.assert_array_equal(out[-1, h], attention_one_query(
+            q[-1, h], k[:, 0], v[:, 0], pos[-1], 0.125, window, None if s is None else s[h]))
+
+
+def libm_rope_pairs(x0, x1, theta):
+    """ggml's rotate_pairs on one pair with the C library's cosf/sinf, each fma rounded exactly."""
+    c, s = ggml_order.cosf(np.array([theta]))[0], ggml_order.sinf(np.array([theta]))[0]
+    return exact_fma(x0, c, -f32(x1 * s)), exact_fma(x0, s, f32(x1 * c))
+
+
+@pytest.mark.parametrize("mode", ["norm", "neox"])
+def test_rope_uses_libm_and_the_contracted_rotation(mode):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 2, 16)).astype(f32)
+    pos = np.array([5, 700, 4000], np.int32)
+    y = ref.rope(x, pos, mode, 16, 10000.0)
+    theta_scale = f32(10000.0 ** (-2 / 16))
+    for t, p in enumerate(pos):
+        theta = f32(p)
+        for i in range(8):
+            a, b = (2 * i, 2 * i + 1) if mode == "norm" else (i, i + 8)
+            for h in range(2):
+                assert (y[t, h, a], y[t, h, b]) == libm_rope_pairs(x[t, h, a], x[t, h, b], theta)
+            theta = f32(theta * theta_scale)
+    # libm's cosf is not float64 cos rounded: over many angles some differ, so the choice is visible
+    angles = rng.uniform(0, 4000, 4000).astype(f32)
+    assert (ggml_order.cosf(angles) != np.cos(angles.astype(np.float64)).astype(f32)).any()
+
+
+def test_gelu_is_ggml_f16_table_on_every_entry():
+    """ggml_cpu_init fills its GELU table with ggml_gelu_f32 as GCC compiles it: fmaf(0.044715 x, x, 1)
+    inside, libm tanhf, f32 elsewhere; the reference's gelu gives that value for every f16 input."""
+    import ctypes
+    import ctypes.util
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    libm.tanhf.restype, libm.tanhf.argtypes = ctypes.c_float, [ctypes.c_float]
+    x = np.arange(65536, dtype=np.uint16).view(np.float16).astype(f32)
+    x = x[np.isfinite(x) & (np.abs(x) < 10)]
+    inner = ggml_order.fma_f32((f32(0.044715) * x).astype(f32), x, f32(1))
+    arg = (f32(0.79788456080286535587989211986876) * x * inner).astype(f32)
+    t = np.array([libm.tanhf(float(v)) for v in arg], f32)
+    table = (f32(0.5) * x * (f32(1) + t)).astype(f32).astype(np.float16)
+    np.testing.assert_array_equal(ref.gelu(x[None])[0].astype(np.float16).view(np.uint16), table.view(np.uint16))
