@@ -55,11 +55,14 @@ def _fifth_bits(qh: np.ndarray) -> np.ndarray:
     return bits.astype(np.int32) << 4
 
 
+_MAX_CODE = {"Q8_0": 128, "Q4_0": 8, "Q5_0": 16, "Q4_1": 15, "Q5_1": 31}     # max |code| of a weight
+
+
 def _small_block_codes(blk: np.ndarray, ggml_type: str):
-    """(rows, nb, bytes) blocks of a 32-element type -> codes (rows, nb, 32) int, d (rows, nb) f32,
+    """(rows, nb, bytes) blocks of a 32-element type -> codes (rows, nb, 32) ints, d (rows, nb) f32,
     m (rows, nb) f32 or None."""
     if ggml_type == "Q8_0":
-        return blk[..., 2:].view(np.int8).astype(np.int32), _f16(blk[..., 0:2]), None
+        return blk[..., 2:].view(np.int8), _f16(blk[..., 0:2]), None
     if ggml_type == "Q4_0":
         return _nibbles(blk[..., 2:18]) - 8, _f16(blk[..., 0:2]), None
     if ggml_type == "Q5_0":
@@ -95,7 +98,7 @@ def _q6_k_codes(blk: np.ndarray):
 def _lanes_of_32(codes: np.ndarray, dtype=f32) -> np.ndarray:
     """(rows or T, nb, 32) -> (nb, 8, rows or T, 4): lane l holds elements 4l..4l+3 of each block."""
     n, nb, _ = codes.shape
-    return codes.reshape(n, nb, 8, 4).transpose(1, 2, 0, 3).astype(dtype)
+    return codes.astype(dtype).reshape(n, nb, 8, 4).transpose(1, 2, 0, 3)     # a view: BLAS takes the strides
 
 
 def _lanes_of_256(codes: np.ndarray, dtype=f32) -> np.ndarray:
@@ -113,7 +116,7 @@ def _chunk_small(blk, ggml_type, xq, xd, xs):
     rows, nb = dw.shape
     T = xq.shape[3]
     w_lanes = _lanes_of_32(codes)                                   # (nb, 8, rows, 4)
-    lane_max = 4 * 128 * float(np.abs(codes).max(initial=0))       # |q_x| <= 128
+    lane_max = 4 * 128 * _MAX_CODE[ggml_type]                       # |q_x| <= 128
     acc = FmaChain(8, (rows, T))
     summs = np.zeros((rows, T), f32)
     for b in range(nb):
