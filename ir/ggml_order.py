@@ -1,8 +1,8 @@
 """ggml's CPU float arithmetic, operation by operation, in numpy: the f32 fma, the SIMD horizontal sums,
 ggml_v_expf and ggml_vec_dot_f16 in the order the x86 (AVX2 / AVX-512) build adds.
 
-Fed one token at a time, llama.cpp runs one summation order per kernel (docs/numerics.md, "Summation
-orders"); the reference follows those orders so that it equals llama.cpp bit for bit, not to a tolerance.
+Fed one token at a time, llama.cpp runs one summation order per kernel (docs/numerics.md §10); the
+reference follows those orders so that it equals llama.cpp bit for bit, not to a tolerance.
 numpy has no fma: ``fma_f32`` computes a·b + c exactly in float64 and rounds once to f32.
 """
 from __future__ import annotations

@@ -4,8 +4,8 @@ branch, which the AVX-512 build runs), computed from the weight's raw blocks.
 Every such kernel splits a row into blocks and keeps 8 f32 lanes: lane l of a block is an exact
 integer (the products of 4 weight codes with 4 activation codes, for K-quants weighted by the
 sub-block scales); acc_l = fma(d_block, (float)lane_l, acc_l) block after block; the row's value is
-hsum_float_8(acc) (+ the min term of Q4_1/Q5_1/Q4_K). The integer lanes are exact in float64, so they
-come from BLAS on (rows, K) slices; the fma chain is exact (ggml_order.fma_f32).
+hsum_float_8(acc) (+ the min term of Q4_1/Q5_1/Q4_K). The integer lanes come exactly from np.matmul
+(BLAS) on (rows, K) slices; the fma chain is exact (ggml_order.FmaChain). docs/numerics.md §10.
 
     type   activations  lane l of a block                         block scale d
     Q8_0   Q8_0         Σ q_w·q_x, elements 4l..4l+3              f16 d_w · f16 d_x

@@ -2,8 +2,11 @@
 
 Numerics follow llama.cpp's CPU backend (see docs/numerics.md): f32 activations, RMSNorm sum
 in double, RoPE angles built by repeated f32 multiplication, K/V cache stored as f16, activations
-quantized to the weight type's vec_dot_type before a matmul. Every kernel on every target is tested
-against these functions.
+quantized to the weight type's vec_dot_type before a matmul. Quantized matmuls (given the raw blocks),
+attention, RoPE and GELU follow the summation orders of llama.cpp's one-token path bit for bit
+(docs/numerics.md §10; ggml_vec_dot.py, ggml_order.py), query by query and row by row, so the result does
+not depend on how many tokens a forward takes. Every kernel on every target is tested against these
+functions.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ def matmul(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, ggml_type: str
 
     Given the weight's raw blocks (w_raw, n_out rows of ggml_type) and a type of
     ggml_vec_dot.ORDERED_TYPES (Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q6_K), each output is summed in the
-    order of ggml's x86 vec_dot for that type, bit for bit (docs/numerics.md, "Summation orders"); the
+    order of ggml's x86 vec_dot for that type, bit for bit (docs/numerics.md §10); the
     other types, or without w_raw, sum in float64 and round once."""
     lead = x.shape[:-1]
     x2 = np.ascontiguousarray(x, f32).reshape(-1, x.shape[-1])
@@ -140,7 +143,7 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
     CPU flash attention does (ggml-cpu/ops.cpp divides scale by the cap, then takes cap * tanhf(s * scale));
     with scale 1 (Gemma 2 scales q instead) that is also the non-flash tanh(kq / c) * c. Returns (T, Hq * D).
 
-    Order (docs/numerics.md, "Summation orders"): kq = ggml_vec_dot_f16(K row, f16 q); w = kq·scale, masked
+    Order (docs/numerics.md §10): kq = ggml_vec_dot_f16(K row, f16 q); w = kq·scale, masked
     to -inf; max (and the sink); e = ggml_v_expf(w - max); the sum adds 16-key chunks (each reduced in f32)
     in double, plus expf(sink - max); p = f16(e · (float)(1/sum)); out[d] = ggml_vec_dot_f16 over the keys,
     which are padded with zero probability to a multiple of 64 as llama.cpp's n_kv (a multiple of 256)."""
