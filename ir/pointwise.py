@@ -25,8 +25,6 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .ggml_order import expf as _ggml_expf
-
 # ---- expressions ------------------------------------------------------------------------------------------
 
 UNARY = ("neg", "exp", "tanh", "sqrt", "erf", "to_f16", "to_f32", "to_f64")
@@ -264,10 +262,7 @@ def split_range(sizes, part) -> tuple[Any, Any]:
 # ---- numpy evaluation: the reference ----------------------------------------------------------------------
 
 _NP_UNARY: dict[str, Callable] = {
-    "neg": np.negative, "sqrt": np.sqrt,
-    # f32 exp is ggml_v_expf, the polynomial ggml's SIMD silu, swiglu and softmax use on full vectors
-    # (docs/numerics.md §10); libm's expf (ggml's exp op, swiglu_oai, row tails) is within an ulp or two
-    "exp": lambda x: _ggml_expf(x) if x.dtype == np.float32 else np.exp(x),
+    "neg": np.negative, "exp": np.exp, "sqrt": np.sqrt,
     # tanhf as the C library gives it: numpy's own f32 tanh is an ulp off on some arguments, which GELU's
     # 1 + tanh(...) turns into f16 steps (234 of ggml's table entries); double tanh rounded matches it
     "tanh": lambda x: np.tanh(x.astype(np.float64)).astype(np.float32) if x.dtype == np.float32 else np.tanh(x),
