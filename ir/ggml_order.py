@@ -159,8 +159,8 @@ _EXP_POLY = [f32(float.fromhex(h)) for h in
 
 def expf(x: np.ndarray) -> np.ndarray:
     """ggml_v_expf (vec.h, the AVX-512 form) elementwise on f32: n = round(x·log2 e), a degree-5
-    polynomial of the reduced argument by fmas, scaled by 2^n; 0 / inf once |n| > 192 (the arguments
-    softmax gives it are <= 0, so the two-step scaling of 126 < |n| <= 192 is not reached there)."""
+    polynomial of the reduced argument by fmas, scaled by 2^n in one rounding (_mm512_scalef_ps, as
+    np.ldexp on f32); 0 / inf once |n| > 192."""
     x = np.asarray(x, f32)
     z = fma_f32(x, _LOG2E, _EXP_SHIFT)
     n = (z - _EXP_SHIFT).astype(f32)
