@@ -80,6 +80,15 @@ class ParamDecl:
 
 
 @dataclass(frozen=True)
+class GgufChoice:
+    """`"then" if test else ...` in a weight declaration: the tensor named `then` is bound instead when
+    `test` holds at load time (it may read n_ctx, the context the model is loaded with)."""
+    test: Expr
+    then: str
+    then_loc: SourceLoc
+
+
+@dataclass(frozen=True)
 class WeightDecl:
     name: str
     gguf_name: str
@@ -88,6 +97,7 @@ class WeightDecl:
     fallback: str | None
     loc: SourceLoc
     gguf_loc: SourceLoc
+    choice: GgufChoice | None = None
 
 
 @dataclass(frozen=True)

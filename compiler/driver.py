@@ -198,7 +198,8 @@ def _placement(graph: Graph, profile: DeviceProfile, profiles, plans, fit: Fit |
 def _manifest(graph: Graph, plan: MemoryPlan, target: str, arch_file: str, spec, hashes, library: str) -> dict:
     weights = [{"name": n.label, "gguf": n.attrs["gguf"], "shape": [str(d) for d in n.shape],
                 "optional": bool(n.attrs.get("optional")), "per_layer": n.region == "layer",
-                "fallback": graph.node(n.attrs["fallback"]).attrs["gguf"] if "fallback" in n.attrs else None}
+                "fallback": graph.node(n.attrs["fallback"]).attrs["gguf"] if "fallback" in n.attrs else None,
+                "chosen_at_load": n.attrs.get("gguf_then")}
                for n in graph.weights()]
     return {
         "format_version": FORMAT_VERSION,

@@ -17,10 +17,13 @@ from . import ast
 from .parser import parse_file
 
 TOKENS_SYMBOL = "T"            # the number of tokens in this step
+LOAD_CONTEXT = "n_ctx"         # in a weight's load-time choice: the context (per sequence) it is loaded with
 _GGUF_NAME = re.compile(r"^[A-Za-z0-9_.\-{}]+$")
 _SUGAR = {"linear": "matmul (+ bias): linear(x, w) or linear(x, w, b)"}
 ROPE_MODES = {"norm": 0, "neox": 2}
 _LIST_ATTRS = {(Op.RESHAPE, "shape"), (Op.SPLIT, "sizes")}       # attributes written as [d0, d1, ...]
+# a param's sources: a metadata key, a metadata key of per-layer flags read as their period, a tensor dim
+_PARAM_SOURCES = ("meta", "meta_period", "ne")
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class Elaborator:
     # ---- declarations ---------------------------------------------------------------------------------
     def param(self, decl: ast.ParamDecl) -> None:
         value = decl.value
-        if isinstance(value, ast.ECall) and value.func in ("meta", "ne"):
+        if isinstance(value, ast.ECall) and value.func in _PARAM_SOURCES:
             param = self._param_call(decl.name, value)
         else:
             param = Param(decl.name, decl.loc, expr=self.scalar(value))
@@ -108,20 +111,25 @@ class Elaborator:
     def _param_call(self, name: str, call: ast.ECall) -> Param:
         if call.kwargs:
             raise DslError(f"{call.func}() takes positional arguments only", call.kwargs[0].loc)
-        if call.func == "meta":
+        if call.func in ("meta", "meta_period"):
             if not 1 <= len(call.args) <= 2 or not isinstance(call.args[0], ast.EStr):
-                raise DslError('meta() takes a GGUF key string and an optional default: meta("key", 1)',
-                               call.loc)
+                raise DslError(f'{call.func}() takes a GGUF key string and an optional default: '
+                               f'{call.func}("key", 1)', call.loc)
             default = self.scalar(call.args[1]) if len(call.args) == 2 else None
-            return Param(name, call.loc, meta_key=call.args[0].value, default=default)
+            return Param(name, call.loc, meta_key=call.args[0].value, default=default,
+                         flags_as_period=call.func == "meta_period")
         if len(call.args) != 2 or not isinstance(call.args[0], ast.EStr) or not isinstance(call.args[1], ast.ENum):
             raise DslError('ne() takes a GGUF tensor name and an axis: ne("token_embd.weight", 1)', call.loc)
         return Param(name, call.loc, tensor_dim=(call.args[0].value, int(call.args[1].value)))
 
     def weight(self, decl: ast.WeightDecl) -> None:
-        self._check_gguf_name(decl)
+        self._check_gguf_name(decl.gguf_name, decl.gguf_loc)
         shape = tuple(self.scalar(d) for d in decl.shape)
         attrs = {"gguf": decl.gguf_name, "optional": decl.optional}
+        if decl.choice is not None:
+            self._check_gguf_name(decl.choice.then, decl.choice.then_loc)
+            attrs["gguf_if"] = self._load_time_test(decl.choice.test)
+            attrs["gguf_then"] = decl.choice.then
         if decl.fallback is not None:
             fb = self.weight_names.get(decl.fallback)
             if fb is None:
@@ -135,15 +143,26 @@ class Elaborator:
         self._bind(decl.name, tensor, decl.loc)
         self.weight_names[decl.name] = tensor
 
-    def _check_gguf_name(self, decl: ast.WeightDecl) -> None:
-        if not _GGUF_NAME.match(decl.gguf_name):
-            raise DslError(f"GGUF tensor name {decl.gguf_name!r} may hold only letters, digits, '_', '.', "
-                           "'-' and {placeholders}", decl.gguf_loc)
+    def _check_gguf_name(self, name: str, loc: SourceLoc) -> None:
+        if not _GGUF_NAME.match(name):
+            raise DslError(f"GGUF tensor name {name!r} may hold only letters, digits, '_', '.', "
+                           "'-' and {placeholders}", loc)
         allowed = {"arch"} | ({self.graph.layer_var} if self.region == "layer" else set())
-        for ph in re.findall(r"{([^}]*)}", decl.gguf_name):
+        for ph in re.findall(r"{([^}]*)}", name):
             if ph not in allowed:
                 raise DslError(f"unknown placeholder {{{ph}}} in tensor name; allowed here: "
-                               f"{', '.join('{' + a + '}' for a in sorted(allowed))}", decl.gguf_loc)
+                               f"{', '.join('{' + a + '}' for a in sorted(allowed))}", loc)
+
+    def _load_time_test(self, test) -> X.Expr:
+        """The condition of a weight's choice: hyperparameters and n_ctx, which only it can read."""
+        if LOAD_CONTEXT in self.scope:
+            raise DslError(f"a weight's choice reads {LOAD_CONTEXT!r} as the load-time context; a parameter "
+                           f"of that name hides it", test.loc)
+        self.scope[LOAD_CONTEXT] = X.Name(LOAD_CONTEXT)
+        try:
+            return self.scalar(test)
+        finally:
+            del self.scope[LOAD_CONTEXT]
 
     def layer(self, block: ast.LayerBlock) -> None:
         count = self.scalar(block.count)
@@ -194,7 +213,7 @@ class Elaborator:
         if isinstance(e, ast.EIf):
             return X.Cond(self.scalar(e.test), self.scalar(e.then), self.scalar(e.otherwise))
         if isinstance(e, ast.ECall):
-            if e.func in ("meta", "ne"):
+            if e.func in _PARAM_SOURCES:
                 raise DslError(f"{e.func}() may only stand alone on the right of a `param`", e.loc)
             if e.func not in X.FUNCTIONS:
                 raise DslError(f"unknown function {e.func!r} in a number; known: "
@@ -210,7 +229,7 @@ class Elaborator:
         if isinstance(e, ast.EName):
             return isinstance(self.scope.get(e.id), Tensor)
         if isinstance(e, ast.ECall):        # an unknown function is reported as an unknown op
-            return e.func not in X.FUNCTIONS and e.func not in ("meta", "ne")
+            return e.func not in X.FUNCTIONS and e.func not in _PARAM_SOURCES
         if isinstance(e, ast.EBin):
             return self._is_tensor(e.left) or self._is_tensor(e.right)
         return False

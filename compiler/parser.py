@@ -64,9 +64,16 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def weight_decl(self, meta, c):
-        optional, name, gguf, shape, fallback = c
-        return ast.WeightDecl(str(name), gguf[1:-1], shape.items, optional is not None,
-                              fallback, self._loc(name), self._loc(gguf))
+        optional, name, gguf, choice, shape, fallback = c
+        if choice is None:
+            return ast.WeightDecl(str(name), gguf[1:-1], shape.items, optional is not None,
+                                  fallback, self._loc(name), self._loc(gguf))
+        test, otherwise = choice          # `"a" if test else "b"`: b is the name bound unless test holds
+        return ast.WeightDecl(str(name), otherwise[1:-1], shape.items, optional is not None, fallback,
+                              self._loc(name), self._loc(otherwise), ast.GgufChoice(test, gguf[1:-1], self._loc(gguf)))
+
+    def gguf_choice(self, c):
+        return c[0], c[1]
 
     def fallback(self, c):
         return str(c[0])

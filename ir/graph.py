@@ -68,6 +68,9 @@ class Param:
     default: Expr | None = None
     expr: Expr | None = None
     tensor_dim: tuple[str, int] | None = None   # (GGUF tensor name, ne axis)
+    # meta_period(): the key holds a period n, or one flag per layer that is read as the n flagging layer i
+    # when i % n < n - 1 (ir/bind.py flags_period)
+    flags_as_period: bool = False
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,7 @@ def param_to_json(p: Param) -> dict:
     return {"name": p.name, "meta_key": p.meta_key, "tensor_dim": list(p.tensor_dim) if p.tensor_dim else None,
             "default": to_json(p.default) if p.default is not None else None,
             "expr": to_json(p.expr) if p.expr is not None else None,
-            "loc": str(p.loc) if p.loc else None}
+            "loc": str(p.loc) if p.loc else None, "flags_as_period": p.flags_as_period}
 
 
 def param_from_json(j: dict) -> Param:
@@ -254,4 +257,5 @@ def param_from_json(j: dict) -> Param:
     return Param(j["name"], None, meta_key=j["meta_key"],
                  default=from_json(j["default"]) if j["default"] is not None else None,
                  expr=from_json(j["expr"]) if j["expr"] is not None else None,
-                 tensor_dim=tuple(j["tensor_dim"]) if j["tensor_dim"] else None)
+                 tensor_dim=tuple(j["tensor_dim"]) if j["tensor_dim"] else None,
+                 flags_as_period=bool(j.get("flags_as_period", False)))

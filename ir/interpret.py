@@ -75,7 +75,8 @@ class Interpreter:
                 continue
             ins = [vals[i] if i is not None else None for i in self.graph.inputs(nid)]
             attrs = {k: (tuple(d.eval(env) for d in v) if isinstance(v, tuple) else v.eval(env))
-                     for k, v in node.attrs.items() if k not in ("gguf", "optional", "fallback", "var")}
+                     for k, v in node.attrs.items()
+                     if k not in ("gguf", "gguf_if", "gguf_then", "optional", "fallback", "var")}
             vals[nid] = _RUN[node.op](self, nid, layer, ins, attrs)
 
 

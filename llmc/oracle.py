@@ -18,7 +18,11 @@ Run mode, every flag pinned here so a library upgrade cannot change it silently:
   - OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE unless already set; see _llama_cpp);
   - weights mmapped (the model is freed before each function returns), no rope/yarn overrides;
   - teacher forcing: all tokens go in one llama_decode with logits for every position
-    (n_batch = n_ubatch = n_ctx >= len(tokens)), so one set of kernels computes all positions.
+    (n_batch = n_ubatch = n_ctx >= len(tokens)), so one set of kernels computes all positions;
+    or, with one_token_per_decode, one llama_decode per token, as llama.cpp runs while it generates.
+    The two differ in summation order, not in what they compute: a batch of >= 2 tokens goes through
+    llamafile's sgemm (ggml-cpu/llamafile/sgemm.cpp refuses n < 2) and tiled K-quant kernels, a single
+    token through ggml's vec_dot kernels, one order per kernel (docs/numerics.md, "Summation orders").
 """
 from __future__ import annotations
 
@@ -169,13 +173,16 @@ def _context_size(n_tokens: int, n_ctx: int | None) -> int:
 
 
 def llama_logits(gguf_path: str | os.PathLike, tokens: Sequence[int], n_ctx: int | None = None,
-                 n_threads: int = 2, flash_attn: bool = False) -> np.ndarray:
+                 n_threads: int = 2, flash_attn: bool = False,
+                 one_token_per_decode: bool = False) -> np.ndarray:
     """Teacher-forced logits: row i is llama.cpp's next-token logits after tokens[:i+1].
 
     Returns float32 (len(tokens), n_vocab). No BOS is added: the tokens go in exactly as given, at
-    positions 0..len-1, in one decode.
+    positions 0..len-1, in one decode, or in one decode each with one_token_per_decode.
     """
     with _session(gguf_path, _context_size(len(tokens), n_ctx), n_threads, flash_attn) as session:
+        if one_token_per_decode:
+            return np.stack([session.decode([token], all_logits=False) for token in tokens])
         return session.decode(tokens, all_logits=True)
 
 

@@ -17,6 +17,7 @@ from llmc.ir.bind import bind_params
 from llmc.ir.errors import BindError, LlmcError
 from llmc.ir.graph import param_from_json
 
+from .context_size import context_size
 from .gguf_file import GGUF_CDEF, GGUFFile, GGUFHeader, read_header
 
 FORMAT_VERSION = 1
@@ -131,8 +132,10 @@ class CEngine:
                     raise BindError(f"this artifact was specialized for {spec['file']} ({name} = {value}); "
                                     f"{gguf.path} has {name} = {params.get(name)}")
         values = [float(v) if isinstance(v, (int, float)) else float("nan") for v in params.values()]
-        ctx_len = int(gguf.metadata.get(f"{manifest['arch']}.context_length", 2048))
-        self.n_ctx = int(n_ctx or min(ctx_len, 4096))
+        bound = [name for w in manifest["weights"] for name in (w["gguf"], w.get("fallback"), w.get("chosen_at_load"))
+                 if name]
+        self.n_ctx = context_size(manifest["arch"], gguf.metadata, gguf.tensors, bound, n_ctx, gguf.path,
+                                  manifest["source"])
         ffi = _get_ffi()
         self._ffi = ffi
         self._lib = _library(artifact_dir, manifest)

@@ -70,10 +70,19 @@ class Model:
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
 
-    def logits(self, token_ids: Sequence[int]) -> np.ndarray:
-        """Logits (len, n_vocab) float32 for a fresh sequence, every position (teacher forcing)."""
+    def logits(self, token_ids: Sequence[int], tokens_per_step: int | None = None) -> np.ndarray:
+        """Logits (len, n_vocab) float32 for a fresh sequence, every position (teacher forcing).
+
+        The tokens go in as one step (a prefill), or tokens_per_step at a time (1: as in generation)."""
         self.engine.reset()
-        return np.asarray(self.engine.forward(np.asarray(token_ids, np.int32), True), np.float32)
+        ids = np.asarray(token_ids, np.int32)
+        if len(ids) == 0:
+            raise ValueError("no tokens")
+        step = len(ids) if tokens_per_step is None else tokens_per_step
+        if step < 1:
+            raise ValueError(f"tokens_per_step must be >= 1, got {tokens_per_step}")
+        rows = [self.engine.forward(ids[i:i + step], True) for i in range(0, len(ids), step)]
+        return np.concatenate([np.asarray(r, np.float32) for r in rows])
 
     def stream(self, prompt: str | Sequence[int], max_tokens: int = 64, temperature: float = 0.0,
                top_k: int = 40, top_p: float = 0.95, seed: int | None = None,

@@ -47,7 +47,7 @@ class SpmTokenizer(Tokenizer):
     def __init__(self, tokens: list[str], token_types: Sequence[int], scores: Sequence[float],
                  bos_id: int | None = None, eos_id: int | None = None, add_bos: bool = True,
                  add_eos: bool = False, add_space_prefix: bool = True,
-                 special_ids: dict[str, int] | None = None):
+                 special_ids: dict[str, int] | None = None, model_name: str = ""):
         n = len(tokens)
         for name, values in (("token_type", token_types), ("scores", scores)):
             if len(values) != n:
@@ -70,6 +70,7 @@ class SpmTokenizer(Tokenizer):
         self._special_texts = {i: tokens[i] for i in self._user_defined | self._control}
         self._specials = sorted(self._special_texts,
                                 key=lambda i: (-len(self._special_texts[i].encode("utf-8")), i))
+        self._rstrip = self._rstrip_ids(model_name, self._ids)
         self._byte_ids = self._byte_tokens(types)
         self._blob, self._offsets = self._spm_pieces(tokens, types)
 
@@ -94,7 +95,7 @@ class SpmTokenizer(Tokenizer):
                    add_bos=bool(md.get("tokenizer.ggml.add_bos_token", True)),
                    add_eos=bool(md.get("tokenizer.ggml.add_eos_token", False)),
                    add_space_prefix=bool(md.get("tokenizer.ggml.add_space_prefix", True)),
-                   special_ids=special_ids)
+                   special_ids=special_ids, model_name=str(md.get("general.name", "")))
 
     def token_id(self, text: str) -> int | None:
         return self._ids.get(text)

@@ -3,7 +3,8 @@
 The pipeline is llama.cpp's (src/llama-vocab.cpp, tokenize and tokenizer_st_partition):
 
 1. Split the text on special tokens (longest token text first), when parse_special. Tokens that llama.cpp
-   marks USER_DEFINED are split out even when parse_special is False.
+   marks USER_DEFINED are split out even when parse_special is False. A token marked right-stripping
+   (Phi-3's, see `_rstrip_ids`) swallows the whitespace that follows it.
 2. Pre-tokenize each remaining fragment with the pre-type's regexes, applied in sequence: every regex
    further splits the pieces of the previous one, and spans it does not match stay pieces.
 3. Map the bytes to GPT-2's printable unicode and apply BPE by lowest merge rank.
@@ -80,6 +81,11 @@ _FIM_EOG_TEXTS = {
 }
 # gpt-oss: llama.cpp always renders these, and treats them as USER_DEFINED.
 _ALWAYS_RENDERED = ("<|channel|>", "<|message|>", "<|start|>", "<|constrain|>")
+# A file whose general.name holds one of these (any case) gets Phi-3's right-stripping special tokens: all of
+# them, and </s>, except these three (llama.cpp, src/llama-vocab.cpp, token attributes by model name).
+_PHI3_NAMES = ("phi-3", "phi3")
+_PHI3_NO_RSTRIP = ("<unk>", "<s>", "<|endoftext|>")
+_C_SPACE = " \t\n\v\f\r"            # C's isspace(), what llama.cpp strips
 
 
 class TokenizerError(LlmcError):
@@ -158,7 +164,7 @@ class Tokenizer:
 
     def __init__(self, tokens: list[str], token_types: Sequence[int], merges: list[str], pre: str,
                  bos_id: int | None = None, eos_id: int | None = None, add_bos: bool = False,
-                 add_eos: bool = False, special_ids: dict[str, int] | None = None):
+                 add_eos: bool = False, special_ids: dict[str, int] | None = None, model_name: str = ""):
         if pre not in PRE_TOKENIZERS:
             raise TokenizerError(f"tokenizer.ggml.pre = {pre!r} is not supported; "
                                  f"supported: {', '.join(sorted(PRE_TOKENIZERS))}")
@@ -182,6 +188,7 @@ class Tokenizer:
         self._special_texts = {i: tokens[i] for i in self._user_defined | self._control if tokens[i]}
         self._specials = sorted(self._special_texts,
                                 key=lambda i: (-len(self._special_texts[i].encode("utf-8")), i))
+        self._rstrip = self._rstrip_ids(model_name, by_text)
         self._blob, self._offsets = self._pieces(tokens, types)
         self._bpe = _BPE(vocab, merges)
         self._pre_tokenizer = _pre_tokenizer(pre)
@@ -209,7 +216,8 @@ class Tokenizer:
         return cls(tokens, types, _require(md, "tokenizer.ggml.merges"), pre,
                    bos_id=md.get("tokenizer.ggml.bos_token_id"), eos_id=md.get("tokenizer.ggml.eos_token_id"),
                    add_bos=bool(md.get("tokenizer.ggml.add_bos_token", False)),
-                   add_eos=bool(md.get("tokenizer.ggml.add_eos_token", False)), special_ids=special_ids)
+                   add_eos=bool(md.get("tokenizer.ggml.add_eos_token", False)), special_ids=special_ids,
+                   model_name=str(md.get("general.name", "")))
 
     def token_id(self, text: str) -> int | None:
         """The id of a token text (the first, if the vocabulary repeats it); None if absent."""
@@ -250,6 +258,8 @@ class Tokenizer:
                 for k, part in enumerate(parts):
                     if k:
                         split.append(tid)
+                        if tid in self._rstrip:
+                            part = part.lstrip(_C_SPACE)
                     if part:
                         split.append(part)
             fragments = split
@@ -312,6 +322,16 @@ class Tokenizer:
             user_defined.add(end)
         user_defined -= control
         return user_defined, control, eog
+
+    def _rstrip_ids(self, model_name: str, by_text: dict[str, int]) -> frozenset[int]:
+        """The special tokens that drop the whitespace after them when the text is split (llama.cpp's
+        LLAMA_TOKEN_ATTR_RSTRIP). Only Phi-3 files, known by name, have them: every special token and </s>,
+        but not <unk>, <s> and <|endoftext|> (llama.cpp refuses a Phi-3 vocabulary lacking one of the four;
+        we take the ones present)."""
+        if not any(name in model_name.lower() for name in _PHI3_NAMES):
+            return frozenset()
+        rstrip = set(self._special_texts) | ({by_text["</s>"]} if "</s>" in by_text else set())
+        return frozenset(rstrip - {by_text[t] for t in _PHI3_NO_RSTRIP if t in by_text})
 
     def _pieces(self, tokens: list[str], types: np.ndarray) -> tuple[bytes, array]:
         """Every token's bytes back to back, and n_vocab + 1 offsets into them. NORMAL tokens are

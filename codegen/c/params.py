@@ -34,9 +34,11 @@ def render_params_c(graph: Graph, specialized: dict[str, Any] | None = None) -> 
     for p in graph.params.values():
         row = {"name": p.name, "loc": _comment(str(p.loc)) if p.loc else "",
                "where": X.c_string(f" ({p.loc})" if p.loc else ""),
-               "meta_key": None, "default": None, "tensor": None, "axis": 0, "expr": None}
+               "meta_key": None, "default": None, "tensor": None, "axis": 0, "expr": None, "layers_key": None}
         if p.meta_key is not None:
             row["meta_key"] = X.c_string(p.meta_key.replace("{arch}", graph.arch))
+            if p.flags_as_period:       # per-layer flags over the file's block count (ir/bind.py flags_period)
+                row["layers_key"] = X.c_string(f"{graph.arch}.block_count")
             row["default"] = X.to_c_hp(p.default, ref) if p.default is not None else None
         elif p.tensor_dim is not None:
             row["tensor"], row["axis"] = X.c_string(p.tensor_dim[0]), int(p.tensor_dim[1])

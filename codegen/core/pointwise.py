@@ -286,7 +286,6 @@ def _member_expr(graph, nid: int, exprs: dict[int, E], external: dict[int, str],
                 layouts[name] = layout_of(sn.shape, full)
                 if sn.attrs.get("optional"):
                     nullable[name] = p.absent[key]
-            external.setdefault(src, name)
             values[key] = P.inp(name)
     for a in P.attrs_of(p.expr):
         scalars[f"{a}_{nid}"] = node.attrs[a]

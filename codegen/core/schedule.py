@@ -47,6 +47,7 @@ class WeightDecl:
     ne: list[str]             # expected ne, C expressions
     comment: str
     want_type: int = -1       # the GGUF type a specialized artifact was built for; -1 = any
+    choice: tuple[str, str] | None = None   # (C condition, format): that tensor instead when it holds at load
 
 
 class MissingKernel(LlmcError):
@@ -183,8 +184,8 @@ class ScheduleBuilder:
         def name(n: str) -> str:
             if n == "T":
                 return "T_out" if self.in_post else "T"
-            if n == "n_batch":
-                return "m->n_batch"
+            if n in ("n_batch", "n_ctx"):        # n_ctx: only in a weight's load-time choice
+                return f"m->{n}"
             if n == self.graph.layer_var:
                 return "il"
             if n in self.graph.params:
@@ -398,7 +399,16 @@ class ScheduleBuilder:
         want = TYPE_IDS[types[0]] if types and len(set(types)) == 1 else -1
         self.s.weights.append(WeightDecl(self._weight_field(node), fmt, self._format(fb.attrs["gguf"]) if fb else None,
                                          bool(node.attrs.get("optional")), node.region == "layer", kind, ne,
-                                         f"{node.label}: {node.attrs['gguf']}  ({os.path.basename(node.loc.file)}:{node.loc.line})", want))
+                                         f"{node.label}: {self._names(node)}  ({os.path.basename(node.loc.file)}:{node.loc.line})", want,
+                                         (self.c(node.attrs["gguf_if"]), self._format(node.attrs["gguf_then"]))
+                                         if "gguf_if" in node.attrs else None))
+
+    @staticmethod
+    def _names(node: Node) -> str:
+        """The weight's tensor name, or both names of a load-time choice."""
+        if "gguf_then" in node.attrs:
+            return f"{node.attrs['gguf_then']} or {node.attrs['gguf']}, chosen at load"
+        return node.attrs["gguf"]
 
     def _format(self, template: str) -> str:
         # Names were checked in the frontend: letters, digits, '_', '.', '-' and {placeholders}.

@@ -130,3 +130,24 @@ def test_cli_unknown_target(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "llmc.cli", "compile", "llama", "--target", "tpu9",
                            "-o", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 1 and "unknown target 'tpu9'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_meta_period_takes_a_key_and_a_default():
+    err = error_of(HEAD + "param p = meta_period(6)\n")
+    assert (err.loc.line, err.loc.col) == (4, 11)
+    assert 'meta_period() takes a GGUF key string and an optional default: meta_period("key", 1)' in err.message
+    err = error_of(HEAD + 'param p = 1 + meta_period("{arch}.attention.sliding_window_pattern")\n')
+    assert "meta_period() may only stand alone on the right of a `param`" in err.message
+
+
+def test_weight_choice_reads_n_ctx_only_there():
+    weight = 'optional weight f = "f_long.weight" if n_ctx > 4096 else "f_short.weight" [4]\n'
+    graph = elab(HEAD + weight + 'weight e = "token_embd.weight" [10, n_embd]\noutput logits = embed(e, tokens)\n')
+    node = next(n for n in graph.weights() if n.label == "f")
+    assert (node.attrs["gguf"], node.attrs["gguf_then"]) == ("f_short.weight", "f_long.weight")
+    err = error_of(HEAD + "param p = n_ctx\n")
+    assert "unknown name 'n_ctx'" in err.message
+    err = error_of(HEAD + "param n_ctx = 4\n" + weight)
+    assert "a parameter of that name hides it" in err.message and err.loc.line == 5
+    err = error_of(HEAD + 'weight f = "f long" if n_ctx > 1 else "f_short.weight" [4]\n')
+    assert "GGUF tensor name 'f long'" in err.message and (err.loc.line, err.loc.col) == (4, 12)

