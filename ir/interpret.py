@@ -21,11 +21,15 @@ from .ops import LEAVES, POINTWISE, Op
 class WeightValue:
     data: np.ndarray        # dequantized f32, numpy order
     ggml_type: str
+    raw: np.ndarray | None = None   # the GGUF bytes, for matmuls in ggml's vec_dot order
 
 
 class Interpreter:
-    def __init__(self, graph: Graph, binding: Binding, load: Callable[[Any], np.ndarray], n_ctx: int):
-        self.graph, self.binding, self.load, self.n_ctx = graph, binding, load, n_ctx
+    def __init__(self, graph: Graph, binding: Binding, load: Callable[[Any], np.ndarray], n_ctx: int,
+                 load_raw: Callable[[Any], np.ndarray] | None = None):
+        """load(info) -> the weight dequantized (f32, numpy order); load_raw(info) -> its GGUF bytes, which
+        let quantized matmuls follow ggml's summation order (reference.matmul)."""
+        self.graph, self.binding, self.load, self.load_raw, self.n_ctx = graph, binding, load, load_raw, n_ctx
         self.order = {r: graph.order(r) for r in ("pre", "layer", "post")}
         self._weights: dict[str, WeightValue] = {}
         self.kv: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -41,7 +45,8 @@ class Interpreter:
         if info is None:
             return None
         if info.name not in self._weights:
-            self._weights[info.name] = WeightValue(self.load(info), info.ggml_type)
+            raw = self.load_raw(info) if self.load_raw is not None else None
+            self._weights[info.name] = WeightValue(self.load(info), info.ggml_type, raw)
         return self._weights[info.name]
 
     def forward(self, tokens: np.ndarray) -> dict[str, np.ndarray]:
@@ -81,12 +86,12 @@ def _data(v):
 
 def _matmul(it, nid, layer, ins, a):
     x, w, b = ins
-    return ref.matmul(x, w.data, _data(b), w.ggml_type)
+    return ref.matmul(x, w.data, _data(b), w.ggml_type, w.raw)
 
 
 def _moe_matmul(it, nid, layer, ins, a):
     x, w, sel, b = ins
-    return ref.moe_matmul(x, w.data, sel, _data(b), w.ggml_type)
+    return ref.moe_matmul(x, w.data, sel, _data(b), w.ggml_type, w.raw)
 
 
 def _pointwise(it, nid, layer, ins, a):

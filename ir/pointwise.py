@@ -262,7 +262,10 @@ def split_range(sizes, part) -> tuple[Any, Any]:
 # ---- numpy evaluation: the reference ----------------------------------------------------------------------
 
 _NP_UNARY: dict[str, Callable] = {
-    "neg": np.negative, "exp": np.exp, "tanh": np.tanh, "sqrt": np.sqrt,
+    "neg": np.negative, "exp": np.exp, "sqrt": np.sqrt,
+    # tanhf as the C library gives it: numpy's own f32 tanh is an ulp off on some arguments, which GELU's
+    # 1 + tanh(...) turns into f16 steps (234 of ggml's table entries); double tanh rounded matches it
+    "tanh": lambda x: np.tanh(x.astype(np.float64)).astype(np.float32) if x.dtype == np.float32 else np.tanh(x),
     "erf": lambda x: np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype),
     "to_f16": lambda x: x.astype(np.float16).astype(np.float32),
     "to_f32": lambda x: np.asarray(x, np.float32), "to_f64": lambda x: np.asarray(x, np.float64),

@@ -7,7 +7,8 @@ definition our kernels are tested against:
 - ``quantize_activations`` reproduces the x86 activation quantization bit for bit and returns the
   values the dot product really sees (dequantized, as f32);
 - ``matmul_reference`` multiplies those by the dequantized weight (gguf-py's dequantizers) in
-  float64. Only the float summation order differs from any real kernel.
+  float64. Only the float summation order differs from any real kernel; ggml's own order, bit for
+  bit, is ``ggml_vec_dot.matmul`` (what ``reference.matmul`` runs given the raw blocks).
 
 numpy only: ir/ imports nothing else of llmc. gguf is imported lazily by the weight-side helpers.
 """

@@ -19,7 +19,8 @@ class ReferenceEngine:
         self.n_ctx = context_size(graph.arch, gguf.metadata, gguf.tensors, bound, n_ctx, gguf.path,
                                   os.path.basename(graph.source))
         self.binding = bind(graph, gguf.metadata, gguf.tensors, gguf.path, n_ctx=self.n_ctx)
-        self.interp = Interpreter(graph, self.binding, lambda info: gguf.dequantize(info.name), self.n_ctx)
+        self.interp = Interpreter(graph, self.binding, lambda info: gguf.dequantize(info.name), self.n_ctx,
+                                  load_raw=lambda info: gguf.raw(info.name))
         self.n_vocab = int(graph.node(graph.outputs["logits"]).shape[-1].eval(self.binding.params))
 
     def reset(self) -> None:

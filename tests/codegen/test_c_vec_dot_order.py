@@ -2,7 +2,7 @@
 
 Bit equality (np.array_equal), not a tolerance: llama.cpp fed one token at a time computes each output
 with ggml_vec_dot_*, and one ulp anywhere grows through a quantized model (docs/numerics.md, "Summation
-order"). The spec is tests/codegen/vec_dot_order.py. Checked on the kernels built for this machine
+order"). The spec is the reference's ir/ggml_vec_dot.py. Checked on the kernels built for this machine
 (-march=native: VNNI dot products here) and for plain AVX2 (maddubs): both must give the same lanes.
 Every token count below PACK_MIN_TOKENS (8) runs the same per-token chain as decode, so outputs do not
 depend on the batch; from 8 tokens on, the packed prefill path has its own order and is not checked here.
@@ -22,7 +22,8 @@ import pytest
 from llmc.codegen.c.matmul import function_name, matmul_scratch_bytes, render_matmul
 
 from tests.codegen.test_c_matmul import AVX2_FLAGS, NATIVE_FLAGS, RUNTIME_C
-from tests.codegen.vec_dot_order import fma_f32, vec_dot_matmul
+from llmc.ir import ggml_vec_dot
+from llmc.ir.ggml_order import fma_f32
 from tests.fixtures import weights
 
 TYPES = ("Q8_0", "Q4_0", "Q5_0", "Q4_K", "Q6_K")
@@ -97,7 +98,7 @@ def mismatches(kernels: OrderKernels, ggml_type: str, n_in: int, n_out: int, n_t
     w_raw = weights.random_rows(ggml_type, rng, n_out, n_in, scale=w_scale)
     x = activations(rng, n_tokens, n_in, x_scale)
     y = kernels.matmul(ggml_type, w_raw, x, n_out)
-    want = vec_dot_matmul(w_raw, ggml_type, x, n_in, n_out)
+    want = ggml_vec_dot.matmul(x, w_raw, ggml_type, n_out)
     assert np.all(np.isfinite(want)), "the case overflowed: pick smaller ranges"
     return int(np.count_nonzero(y.view(np.uint32) != want.view(np.uint32))), y.size
 
@@ -165,7 +166,7 @@ def test_decode_equals_llama_cpp(kernels: OrderKernels, ggml_type: str, oracle):
             x = activations(rng, 1, n_in, x_scale)
             theirs = ggml.matmul(ggml_type, w_raw, x, n_in, n_out).view(np.uint32)
             case = f"{ggml_type} n_in={n_in} rows={n_out} x·{x_scale} w·{w_scale}"
-            spec = vec_dot_matmul(w_raw, ggml_type, x, n_in, n_out).view(np.uint32)
+            spec = ggml_vec_dot.matmul(x, w_raw, ggml_type, n_out).view(np.uint32)
             assert np.array_equal(spec, theirs), f"spec: {case}: {np.count_nonzero(spec != theirs)} differ"
             ours = kernels.matmul(ggml_type, w_raw, x, n_out).view(np.uint32)
             assert np.array_equal(ours, theirs), f"kernel: {case}: {np.count_nonzero(ours != theirs)} differ"

@@ -4,9 +4,11 @@ artifacts compute the reference's logits.
 
 The arch is llama with its blocks rewritten to use gelu, gelu_erf, tanh, exp, div, softcap, layer_norm
 (weight and bias), split and attention(logit_cap=...). Every tensor is F32, so the targets differ only in
-summation order and libm (AscendC: float sums where ggml sums in double): measured ~1e-6 x std; the bound 1e-3 x std is far below a wrong op (the ops
+summation order and libm (AscendC: float sums where ggml sums in double): measured ~1e-6 x std; the bound 3e-3 x std is far below a wrong op (the ops
 here move logits by O(std)). gelu rounds through f16, so an input one ulp apart can land one f16 step
-away; that costs ~1e-4 x std at most after the matmuls that follow.
+away; that costs ~1e-4 x std at most after the matmuls that follow. The reference rounds attention
+probabilities to f16 before P·V, as llama.cpp's non-flash path (docs/numerics.md §10); a backend that
+keeps them in f32 differs by 1.1e-3 x std here (5e-5 x std with the reference's rounding removed).
 """
 import pathlib
 import re
@@ -134,7 +136,7 @@ def test_new_ops_match_the_reference(tmp_path, llama_f32_path, target):
     ids = fixture_tokens(model.n_vocab, 20, seed=4)          # 20 > n_batch: prefill runs in chunks
     want = ref.logits(ids)
     assert np.abs(want).max() <= 4.0 and want.std() > 0.1      # the softcap is active, the logits are not flat
-    np.testing.assert_allclose(model.logits(ids), want, rtol=0, atol=1e-3 * want.std())
+    np.testing.assert_allclose(model.logits(ids), want, rtol=0, atol=3e-3 * want.std())
 
 
 def test_logit_cap_changes_attention(tmp_path, llama_f32_path):

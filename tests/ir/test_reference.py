@@ -125,8 +125,10 @@ def test_attention_matches_a_plain_loop():
             z = np.array([0.3 * float(q[t, h].astype(np.float16).astype(np.float64) @ k[j, h // 2]) for j in keys])
             w = np.exp(z - max(z.max(), sinks[h]))
             w = w / (w.sum() + np.exp(sinks[h] - max(z.max(), sinks[h])))
-            np.testing.assert_allclose(out[t, h], (w[:, None] * v[keys, h // 2].astype(np.float64)).sum(0),
-                                       rtol=1e-5, atol=1e-6)
+            vk = v[keys, h // 2].astype(np.float64)
+            # llama.cpp rounds the probabilities to f16 (relative error <= 2^-11) before the product with V
+            bound = 2.0**-11 * (w[:, None] * np.abs(vk)).sum(0) + 1e-6
+            assert (np.abs(out[t, h] - (w[:, None] * vk).sum(0)) <= bound).all()
 
 
 def test_swiglu_oai_clamps_as_gpt_oss():

@@ -232,7 +232,10 @@ def test_attention(window, sinks, T, softcap, stored, seed):
     np.testing.assert_array_equal(dev.read(K2, cache_k.shape, np.float16), cache_k)
     want = reference.attention(q, cache_k[:pos + T].astype(f32), cache_v[:pos + T].astype(f32),
                                np.arange(pos, pos + T), 0.25, window, s, softcap)
-    np.testing.assert_allclose(dev.read(out, want.shape), want, rtol=1e-5, atol=1e-5)
+    # the reference rounds the probabilities to f16 as llama.cpp does (docs/numerics.md §10), this kernel keeps
+    # them in f32: each output moves by at most 2^-11 · Σ p·|v| <= 2^-11 · max|v|
+    bound = 2.0**-11 * np.abs(cache_v[:pos + T].astype(f32)).max() + 1e-5
+    np.testing.assert_allclose(dev.read(out, want.shape), want, rtol=0, atol=bound)
 
 
 def test_f16_conversions_match_ieee():
