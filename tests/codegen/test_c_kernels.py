@@ -286,7 +286,8 @@ def check_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, u
 def test_attention_rows_of_every_length(lib):
     """Gemma 3's shape (head_dim 256, 4 query heads on 1 KV head) and SmolLM2's (64, 3 on 1), every row length
     around the 16-key softmax chunks and 64-key P·V steps, with and without a window that cuts them; all
-    rows in one call (whole rows per item), and each alone (decode: rows over 256 keys split over threads)."""
+    rows in one call (whole rows per item), and each alone (decode: rows over 256 keys split over threads);
+    equal to the numpy transcription and to reference.attention."""
     rng = np.random.default_rng(1)
     for head_dim, n_head, window in ((256, 4, 0), (256, 4, 37), (64, 3, 0), (64, 3, 300)):
         positions = np.array([0, 1, 14, 15, 16, 17, 63, 64, 65, 127, 128, 129, 255, 256, 257, 300, 519], np.int32)
@@ -309,6 +310,10 @@ def test_attention_rows_of_every_length(lib):
                                             positions[t:t + 1], 0.0625, window, None)
             np.testing.assert_array_equal(together[t:t + 1], want, err_msg=f"head_dim {head_dim} position {positions[t]}")
             np.testing.assert_array_equal(alone, want, err_msg=f"alone: head_dim {head_dim} position {positions[t]}")
+            # the reference computes the same order (ir/ggml_order.py): the same bits
+            ref = reference.attention(q[t:t + 1], k_cache[t, keys].astype(f32), v_cache[t, keys].astype(f32),
+                                      positions[t:t + 1], 0.0625, window, None)
+            np.testing.assert_array_equal(alone, ref, err_msg=f"reference: head_dim {head_dim} position {positions[t]}")
 
 
 def test_attention_same_bits_alone_or_in_a_batch(lib):
