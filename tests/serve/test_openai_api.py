@@ -47,19 +47,28 @@ def test_chat_plain_equals_streamed_at_temperature_0(client, local_model):
     chunks = list(client.chat.completions.create(model="x", messages=CONVERSATION, temperature=0, max_tokens=24,
                                                  stream=True, stream_options={"include_usage": True}))
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert streamed == text
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
-    assert finish == [plain.choices[0].finish_reason]
-    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+    assert len(finish) == 1 and 0 < chunks[-1].usage.completion_tokens <= 24
     # the same conversation again: all but the last prompt token come from the slot's KV cache
     assert chunks[-1].usage.prompt_tokens_details.cached_tokens == len(prompt) - 1
+    if streamed != text:
+        # that last prompt token now runs alone, not in the prompt's batch: the matmul's one-token and
+        # batched paths round differently (docs/serve.md), which may flip a near tie
+        _assert_parts_at_a_near_tie(local_model, CONVERSATION, text, streamed)
+        return
+    assert finish == [plain.choices[0].finish_reason]
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
 
 
 def test_reply_matches_model_chat(client, local_model):
     """The server's greedy reply is the Python API's model.chat() on the same artifact."""
     want = local_model.chat(CONVERSATION, max_tokens=16)
     got = client.chat.completions.create(model="x", messages=CONVERSATION, temperature=0, max_tokens=16)
-    assert got.choices[0].message.content == want
+    text = got.choices[0].message.content
+    if text != want:
+        # the slot already holds this prompt from an earlier test, so the server recomputes only its last
+        # token, alone, where model.chat() runs the prompt as one batch: the same near-tie rule applies
+        _assert_parts_at_a_near_tie(local_model, CONVERSATION, want, text)
 
 
 def test_max_tokens_gives_length(client):
@@ -107,13 +116,13 @@ def test_eight_chats_four_at_a_time(client, smollm2_server, local_model):
     assert all(reason in ("stop", "length") and text for text, reason in together)
     for q, (text, _), (want, _) in zip(questions, together, alone):
         if text != want:
-            _assert_parts_at_a_near_tie(local_model, q, want, text)
+            _assert_parts_at_a_near_tie(local_model, [{"role": "user", "content": q}], want, text)
 
 
-def _assert_parts_at_a_near_tie(model, question: str, want: str, got: str, max_gap: float = 0.5) -> None:
+def _assert_parts_at_a_near_tie(model, messages: list[dict], want: str, got: str, max_gap: float = 0.5) -> None:
     """At the first token where got leaves want, the two tokens' logits (teacher-forced along want) are
     within max_gap: rounding, not a different computation, picked the other token."""
-    prompt = model.chat_prompt([{"role": "user", "content": question}])
+    prompt = model.chat_prompt(messages)
     a, b = model.tokenize(want, add_special=False), model.tokenize(got, add_special=False)
     j = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     assert j < min(len(a), len(b)), f"one reply is a prefix of the other: {want!r} vs {got!r}"
