@@ -180,10 +180,17 @@ def _libm():
     if path is None:
         raise RuntimeError("the C math library (libm) was not found: RoPE needs its cosf/sinf")
     lib = ctypes.CDLL(path)
-    for name in ("cosf", "sinf", "expf"):
+    for name in ("cosf", "sinf", "expf", "tanhf"):
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+    lib.powf.restype, lib.powf.argtypes = ctypes.c_float, [ctypes.c_float, ctypes.c_float]
     return lib
+
+
+def libm_powf(x: float, y: float) -> np.float32:
+    """The C library's powf of two f32 (ggml's RoPE: theta_scale = powf(base, -2.0f/n_dims); the double
+    pow rounded to f32 is an ulp off for some head sizes, e.g. 96)."""
+    return f32(_libm().powf(float(f32(x)), float(f32(y))))
 
 
 def libm_expf(x: float) -> np.float32:
@@ -207,3 +214,8 @@ def cosf(x: np.ndarray) -> np.ndarray:
 
 def sinf(x: np.ndarray) -> np.ndarray:
     return _libm_map("sinf", x)
+
+
+def tanhf(x: np.ndarray) -> np.ndarray:
+    """ggml_vec_tanh_f32 calls the C library's tanhf (attention's logit cap in the non-flash path)."""
+    return _libm_map("tanhf", x)

@@ -71,7 +71,7 @@ def rope_cache(positions: np.ndarray, n_dims: int, base: float, freq_scale: floa
     YaRN ramp between the corrected dims when ext_factor != 0; then the C library's cosf/sinf (as ggml
     calls them: not correctly rounded, so float64 cos would differ in the last bit on ~1 % of angles)."""
     half = n_dims // 2
-    theta_scale = f32(math.pow(base, -2.0 / n_dims))
+    theta_scale = ggml_order.libm_powf(base, f32(-2.0) / f32(n_dims))
     theta = np.empty((len(positions), half), f32)
     theta[:, 0] = positions.astype(f32)
     for i in range(1, half):
@@ -167,7 +167,7 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
             t = slice(t0, t0 + rows)
             kq = ggml_order.vec_dot_f16(qh[t, None, h, :], kh[None, :, :])             # (rows, n_row)
             if logit_cap > 0:
-                s = f32(logit_cap) * np.tanh((kq * f32(f32(scale) / f32(logit_cap))).astype(f32))
+                s = f32(logit_cap) * ggml_order.tanhf((kq * f32(f32(scale) / f32(logit_cap))).astype(f32))
             else:
                 s = kq * f32(scale)
             w = np.where(visible[t], s, f32(-np.inf)).astype(f32)

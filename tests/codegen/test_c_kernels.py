@@ -205,6 +205,7 @@ def test_rope(lib, mode, yarn, head_dim, dims_cut, n_heads, n_tokens, base, fact
     np.testing.assert_array_equal(y[..., n_dims:], x[..., n_dims:])
     if not yarn:         # ggml's own angles, cosf, sinf and contracted rotation: the same bits
         np.testing.assert_array_equal(y, ggml_cpu_order.rope(x, pos, mode, n_dims, base, freq_factors))
+        np.testing.assert_array_equal(y, ref)
 
 
 def test_rope_theta_scale_is_powf(lib):
@@ -221,6 +222,7 @@ def test_rope_theta_scale_is_powf(lib):
         y = x.copy()
         lib.call("llmc_rope_f32", y, pos, 3, 2, n_dims, params, None)
         np.testing.assert_array_equal(y, ggml_cpu_order.rope(x, pos, "neox", n_dims, base))
+        np.testing.assert_array_equal(y, reference.rope(x, pos, "neox", n_dims, base))
 
 
 # ---- attention ------------------------------------------------------------------------------------------
