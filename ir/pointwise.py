@@ -35,8 +35,8 @@ REDUCE = ("row_sum", "row_max")
 @dataclass(frozen=True)
 class E:
     """One node. kind: "in" (value = input name), "attr" (value = attribute name), "const" (value =
-    float), "cols" (n, the row length), a UNARY or BINARY name, "where" (cond, a, b), or a REDUCE
-    name (value = None)."""
+    float), "cols" (n, the row length), a UNARY or BINARY name, "where" (cond, a, b), a REDUCE
+    name (value = None), or "f16_table" (value = (name, body); see `f16_table`)."""
     kind: str
     args: tuple["E", ...] = ()
     value: Any = None
@@ -84,13 +84,36 @@ def le(a, b): return E("le", (_e(a), _e(b)))
 def ge(a, b): return E("ge", (_e(a), _e(b)))
 def where(c, a, b): return E("where", (c, _e(a), _e(b)))
 def row_sum(x): return E("row_sum", (_e(x),))    # accumulated in double, as ggml_float
+
+TABLE_ARG = E("in", value="h")                   # the f16 value a table's body is a function of
+
+
+def f16_table(x, name: str, body: Callable[[E], E]) -> E:
+    """body(to_f16(x)), where body depends on nothing but its f16 argument (and constants): the value is
+    one of 65536, so a backend may tabulate body once and look it up (the C backend does, as ggml's
+    f16 tables); the reference and other backends evaluate `expand_tables` of it directly. name names
+    the table (a C identifier)."""
+    tree = body(TABLE_ARG)
+    if inputs_of(tree) != [TABLE_ARG.value] or attrs_of(tree) or any(n.kind in REDUCE for n in walk(tree)):
+        raise ValueError(f"f16_table {name}: the body may read only its f16 argument")
+    return E("f16_table", (_e(x),), (name, tree))
+
+
+def expand_tables(e: E) -> E:
+    """e with every f16_table node replaced by its body at to_f16 of its argument: the same values."""
+    if e.kind == "f16_table":
+        name, body = e.value
+        return substitute(body, {TABLE_ARG.value: to_f16(expand_tables(e.args[0]))})
+    if not e.args:
+        return e
+    return E(e.kind, tuple(expand_tables(a) for a in e.args), e.value, e.f64)
 def row_max(x): return E("row_max", (_e(x),))
 
 
 def dtype(e: E) -> str:
     """"f32", "f64", "int" (the row length) or "bool", by C's promotion rules."""
     k = e.kind
-    if k in ("in", "attr", "row_max", "to_f16", "to_f32"):
+    if k in ("in", "attr", "row_max", "to_f16", "to_f32", "f16_table"):
         return "f32"
     if k in ("row_sum", "to_f64"):
         return "f64"
@@ -189,9 +212,10 @@ def _gelu(x: E) -> E:
     1 + 0.044715·x·x contracted to fmaf(0.044715·x, x, 1); on f16 inputs the double form below is that
     fma exactly (the product is exact in double, the sum rounded once: checked on all 63488 finite f16),
     and with it the table is ggml's on every entry (without it, one entry differs)."""
-    h = to_f16(x)
-    inner = to_f32(to_f64(0.044715 * h) * to_f64(h) + const(1.0, f64=True))
-    g = to_f16(0.5 * h * (1.0 + tanh(const(0.79788456080286535587989211986876) * h * inner)))
+    def table(h: E) -> E:
+        inner = to_f32(to_f64(0.044715 * h) * to_f64(h) + const(1.0, f64=True))
+        return to_f16(0.5 * h * (1.0 + tanh(const(0.79788456080286535587989211986876) * h * inner)))
+    g = f16_table(x, "gelu", table)
     return where(le(x, -10.0), 0.0, where(ge(x, 10.0), x, g))
 
 
@@ -301,6 +325,8 @@ def evaluate(e: E, inputs: Mapping[str, np.ndarray], attrs: Mapping[str, float] 
             v = _NP_UNARY[k](go(n.args[0]))
         elif k in _NP_BINARY:
             v = _NP_BINARY[k](go(n.args[0]), go(n.args[1]))
+        elif k == "f16_table":
+            v = go(expand_tables(n))
         elif k == "where":
             v = np.where(go(n.args[0]), go(n.args[1]), go(n.args[2]))
             v = v.astype(np.float64 if dtype(n) == "f64" else np.float32)

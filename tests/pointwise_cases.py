@@ -41,9 +41,10 @@ class Case:
         return TOLERANCE.get(self.op, DEFAULT_TOLERANCE)
 
 
-def cases(ops=None) -> list[Case]:
+def cases(ops=None, tables: bool = False) -> list[Case]:
     """Every op, with its first input per element and each other input per element, per row vector,
-    or one value per row; inputs that may be absent also as a NULL pointer and as a compile-time constant."""
+    or one value per row; inputs that may be absent also as a NULL pointer and as a compile-time constant.
+    tables: plans for a backend that looks f16_table nodes up (codegen.core.pointwise.lower)."""
     out = []
     for name, p in P.OPS.items():
         if name in P.SLICING or (ops is not None and name not in ops):
@@ -63,7 +64,7 @@ def cases(ops=None) -> list[Case]:
             expr = P.substitute(p.expr, fill) if fill else p.expr
             tag = "_".join([name, *combo])
             plan = lower(f"test_{tag}", expr, {k: v for k, v in layouts.items() if k in P.inputs_of(expr)},
-                         nullable)
+                         nullable, tables=tables)
             out.append(Case(name, plan, expr, layouts, tuple(nulls)))
     return out
 

@@ -119,9 +119,11 @@ class CEmitter(Emitter):
     # ---- helpers --------------------------------------------------------------------------------------
     def pointwise(self, b, n: Node) -> str:
         """A call of the generated kernel of a pointwise node (its definition is added to model.c once)."""
-        k = node_kernel(b.graph, n)
+        k = node_kernel(b.graph, n, tables=True)
         if k.plan.name not in b.s.functions:
             b.s.functions.setdefault("llmc_round_f16", c_pointwise.ROUND_F16)
+            for t in c_pointwise.tables_of(k.plan):
+                b.s.functions.setdefault(c_pointwise.table_name(t), c_pointwise.table(t))
             b.s.functions[k.plan.name] = c_pointwise.function(k.plan)
         return c_pointwise.call(k.plan, [b.var(o) for o in k.outputs], {o: b.var(nid) for o, nid in k.inputs.items()},
                                 b.numel(k.rows), f"(long)({b.c(k.n)})",

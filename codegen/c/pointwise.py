@@ -6,7 +6,9 @@ each activation once, which costs little next to the matmuls.
 """
 from __future__ import annotations
 
-from llmc.codegen.core.pointwise import KernelPlan, Operand, Printer, literal
+from llmc.codegen.core.pointwise import KernelPlan, Operand, Printer, literal, lower
+from llmc.ir import pointwise as P
+from llmc.ir.pointwise import E
 
 _READ = {"elem": "{p}[r * n + c]", "col": "{p}[c]", "row": "{p}[r]", "scalar": "{p}[0]",
          "slice": "{p}[r * {p}_stride + {p}_offset + c]"}
@@ -26,11 +28,49 @@ def parameters(plan: KernelPlan) -> list[str]:
     return params + [f"float {a}" for a in plan.scalars]
 
 
+class _TablePrinter(Printer):
+    """C's printer: an f16_table node is a look-up, indexed by the f16 bits of its argument."""
+    def __call__(self, e: E) -> str:
+        if e.kind == "f16_table":
+            return f"{table_name(e)}[llmc_f32_to_f16({self(e.args[0])})]"
+        return super().__call__(e)
+
+
+def table_name(e: E) -> str:
+    return f"llmc_{e.value[0]}_f16_table"
+
+
+def tables_of(plan: KernelPlan) -> list[E]:
+    """The f16_table nodes a kernel looks up, one per table."""
+    found = {table_name(n): n for e in (*plan.outs, *(st.expr for st in plan.stages))
+             for n in P.walk(e) if n.kind == "f16_table"}
+    return list(found.values())
+
+
+def table(node: E) -> str:
+    """The C source of one table: its entry function, printed from the body of the f16_table node (the
+    same tree the reference evaluates), the 65536 values it takes on every f16, and the once-guarded
+    fill (threads may run the first model, or two models, at once)."""
+    name, body = node.value
+    t = table_name(node)
+    entry = Printer(lower(f"{t}_entry", body, {P.TABLE_ARG.value: "elem"}), lambda o: o.name)
+    entry.round_f16 = "llmc_round_f16"
+    return "\n".join([
+        "#include <pthread.h>",
+        f"/* {name} of every f16 value h, indexed by h's bits; generated from its definition in ir/pointwise.py */",
+        f"static float {t}[65536];",
+        f"static pthread_once_t {t}_once = PTHREAD_ONCE_INIT;",
+        f"static float {t}_entry(float h) {{ return {entry(body)}; }}",
+        f"static void {t}_fill(void) {{ for (int i = 0; i < 65536; i++) {t}[i] = {t}_entry(llmc_f16_to_f32((uint16_t)i)); }}",
+        ""])
+
+
 def function(plan: KernelPlan) -> str:
-    """The C definition of the kernel."""
-    pr = Printer(plan, _read)
+    """The C definition of the kernel (the tables it looks up, `table`, are defined before it)."""
+    pr = _TablePrinter(plan, _read)
     pr.round_f16 = "llmc_round_f16"
-    body = ["    for (long r = 0; r < rows; r++) {"]
+    body = [f"    pthread_once(&{table_name(t)}_once, {table_name(t)}_fill);" for t in tables_of(plan)]
+    body += ["    for (long r = 0; r < rows; r++) {"]
     for st in plan.stages:
         ctype = "double" if st.dtype == "f64" else "float"
         if st.kind == "let":

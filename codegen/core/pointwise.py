@@ -68,11 +68,13 @@ def tmp(name: str) -> E:
 
 
 def lower(name: str, expr: E | tuple[E, ...], layouts: dict[str, str], nullable: dict[str, float] | None = None,
-          doc: tuple[str, ...] = ()) -> KernelPlan:
+          doc: tuple[str, ...] = (), tables: bool = False) -> KernelPlan:
     """The plan of one kernel computing `expr` (or several outputs over the same view, sharing their row
     stages). layouts: input name -> layout; nullable: inputs that may be NULL at run time -> the value
-    they read as then."""
+    they read as then; tables: the backend looks f16_table nodes up (else they are expanded)."""
     exprs = expr if isinstance(expr, tuple) else (expr,)
+    if not tables:
+        exprs = tuple(P.expand_tables(e) for e in exprs)
     nullable = nullable or {}
     stages: list[Stage] = []
     done: dict[tuple[E, bool], E] = {}
@@ -116,7 +118,7 @@ def dtype(e: E, stages: dict[str, Stage]) -> str:
     """Type of a lowered node (`tmp` leaves take their stage's type)."""
     if e.kind == "tmp":
         return stages[e.value].dtype
-    if not e.args or e.kind in ("to_f16", "to_f32", "to_f64", "le", "ge"):
+    if not e.args or e.kind in ("to_f16", "to_f32", "to_f64", "le", "ge", "f16_table"):
         return P.dtype(e)
     kinds = {dtype(a, stages) for a in (e.args[1:] if e.kind == "where" else e.args)}
     return "f64" if "f64" in kinds else ("int" if kinds == {"int"} else "f32")
@@ -210,11 +212,11 @@ def layout_of(shape: tuple, full: tuple) -> str | None:
     return None
 
 
-def node_kernel(graph, node, name: str | None = None) -> NodeKernel:
+def node_kernel(graph, node, name: str | None = None, tables: bool = False) -> NodeKernel:
     """The kernel of one pointwise node (or of the fused group it runs): its definition with absent
-    inputs filled in, each input's layout, and the view it runs over."""
+    inputs filled in, each input's layout, and the view it runs over. tables: as `lower`'s."""
     if node.fused is not None:
-        return group_kernel(graph, node.fused.group)
+        return group_kernel(graph, node.fused.group, tables)
     from llmc.ir.ops import definition
     p = definition(node.op)
     ins = graph.inputs(node.id)
@@ -227,6 +229,7 @@ def node_kernel(graph, node, name: str | None = None) -> NodeKernel:
         else:
             present[key] = nid
     expr = P.substitute(p.expr, fill) if fill else p.expr
+    expr = expr if tables else P.expand_tables(expr)
     per_row_out = P.per_row(expr)
     full = graph.node(present[p.inputs[0]]).shape if per_row_out else node.shape
     layouts, nullable, slices = {}, {}, {}
@@ -251,7 +254,7 @@ def node_kernel(graph, node, name: str | None = None) -> NodeKernel:
             nullable[key] = p.absent[key]
     codes = "".join(_LAYOUT_CODE[layouts[k]] + ("n" if k in nullable else "") for k in present)
     doc = (f"{p.name}: {p.doc}", "generated from its definition in ir/pointwise.py")
-    plan = lower(name or f"pw_{p.name}_{codes}", expr, layouts, nullable, doc)
+    plan = lower(name or f"pw_{p.name}_{codes}", expr, layouts, nullable, doc, tables)
     scalars = {a: node.attrs[a] for a in plan.scalars}
     return NodeKernel(plan, (node.id,), {k: present[k] for k in (o.name for o in plan.operands)},
                       tuple(full[:-1]), full[-1], slices, scalars)
@@ -299,7 +302,7 @@ def _ident(node) -> str:
     return f"{base}_{node.id}"
 
 
-def group_kernel(graph, group: int) -> NodeKernel:
+def group_kernel(graph, group: int, tables: bool = False) -> NodeKernel:
     """The one kernel of a fused group: every stored member's value, as expressions over the values the
     group reads from outside. Each stored member is one output."""
     import hashlib
@@ -317,13 +320,15 @@ def group_kernel(graph, group: int) -> NodeKernel:
     scalars: dict[str, object] = {}
     for m in members:
         exprs[m] = _member_expr(graph, m, exprs, external, layouts, nullable, slices, scalars, full)
+    if not tables:
+        exprs = {m: P.expand_tables(e) for m, e in exprs.items()}
     stored = tuple(m for m in members if graph.node(m).fused.stored)
     ops = [graph.node(m).op.value for m in members]
     key = repr(([exprs[m] for m in stored], sorted(layouts.items()), sorted(nullable.items())))
     name = "pw_" + "_".join(dict.fromkeys(ops)) + "_" + hashlib.sha1(key.encode()).hexdigest()[:6]
     doc = [f"fused: {' -> '.join(ops)}, generated from ir/pointwise.py; from the DSL:"]
     doc += [_where(graph.node(m)) for m in members]
-    plan = lower(name, tuple(exprs[m] for m in stored), layouts, nullable, tuple(doc))
+    plan = lower(name, tuple(exprs[m] for m in stored), layouts, nullable, tuple(doc), tables)
     by_name = {v: k for k, v in external.items()}
     inputs = {o.name: by_name[o.name] if o.name in by_name else _slice_source(graph, members, o.name)
               for o in plan.operands}

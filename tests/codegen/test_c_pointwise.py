@@ -18,15 +18,17 @@ from tests.codegen import ggml_cpu_order
 from tests.pointwise_cases import ATTRS, assert_close, cases, expected, inputs
 
 RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime" / "c"
-CASES = cases()
+CASES = cases(tables=True)
 
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     out = tmp_path_factory.mktemp("c_pointwise")
     functions = [c_pointwise.function(c.plan).replace("static void", "void", 1) for c in CASES]
+    tables = {c_pointwise.table_name(t): c_pointwise.table(t) for c in CASES for t in c_pointwise.tables_of(c.plan)}
     src = out / "pointwise.c"
-    src.write_text("#include <math.h>\n#include \"llmc_common.h\"\n" + c_pointwise.ROUND_F16 + "\n".join(functions))
+    src.write_text("#include <math.h>\n#include \"llmc_common.h\"\n" + c_pointwise.ROUND_F16
+                   + "".join(tables.values()) + "\n".join(functions))
     so = out / "libpointwise.so"
     flags = [f for f in CFLAGS if f != "-fvisibility=hidden"]
     done = subprocess.run(["gcc", *flags, "-Werror", f"-I{RUNTIME_C}", "-shared", str(src), "-o", str(so), "-lm"],
