@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,15 +20,16 @@ from pathlib import Path
 import cffi
 import numpy as np
 import pytest
-from llmc.codegen.c.matmul import function_name, matmul_scratch_bytes, render_matmul
 
-from tests.codegen.test_c_matmul import AVX2_FLAGS, NATIVE_FLAGS, RUNTIME_C
+from llmc.codegen.c.matmul import function_name, matmul_scratch_bytes, render_matmul
 from llmc.ir import ggml_vec_dot
 from llmc.ir.ggml_order import fma_f32
+from tests.codegen.test_c_matmul import AVX2_FLAGS, NATIVE_FLAGS, RUNTIME_C
 from tests.fixtures import weights
 
 TYPES = ("Q8_0", "Q4_0", "Q5_0", "Q4_K", "Q6_K")
-PACK_MIN_TOKENS = 8     # codegen/c/templates/_matmul_frame.c.j2
+# the token count from which the kernels take the packed prefill path (_matmul_frame.c.j2)
+PACK_MIN_TOKENS = int(re.search(r"#define PACK_MIN_TOKENS (\d+)", render_matmul("Q8_0")).group(1))
 
 
 class OrderKernels:
