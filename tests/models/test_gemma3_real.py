@@ -8,9 +8,9 @@ therefore only be met by adding in llama.cpp's order. We do: fed one token per s
 targets follow the summation order of ggml's single-token kernels on x86 (vec_dot for every weight type
 of this file, ggml_vec_dot_f16 and ggml_v_expf in attention, libm cosf/sinf in rope, the GELU table) and
 equal llama.cpp fed one token per decode -- its generation path -- to the last bit, the lm head (Q8_0,
-tied to the embedding) included: max|diff| 0 over all 73 positions (docs/numerics.md §9, §10). Our batched (prefill) path adds in its own order, like
-llama.cpp's batched path; it is held to llama.cpp's own batched-vs-single distance, measured in the same
-run, with 10 % margin.
+tied to the embedding) included: max|diff| 0 over all 73 positions (docs/numerics.md §9, §10). Our
+batched (prefill) path adds in its own order, like llama.cpp's batched path; it is held to llama.cpp's own
+batched-vs-single distance, measured in the same run, with 10 % margin.
 """
 from __future__ import annotations
 
