@@ -88,7 +88,7 @@ _LIBM = ctypes.CDLL(ctypes.util.find_library("m"))
 
 
 def libm_f32(name: str, x) -> np.ndarray:
-    """The C library's float function `name` (cosf, sinf, tanhf, expf, powf with a tuple) on every value."""
+    """The C library's one-argument float function `name` (cosf, sinf, tanhf, expf) on every value of x."""
     fn = getattr(_LIBM, name)
     fn.restype = ctypes.c_float
     x = np.asarray(x, f32)
@@ -97,6 +97,7 @@ def libm_f32(name: str, x) -> np.ndarray:
 
 
 def powf(base: float, e: float) -> f32:
+    """The C library's powf of two f32 (ggml's rope_f32: theta_scale = powf(freq_base, -2.0f/n_dims))."""
     _LIBM.powf.restype = ctypes.c_float
     _LIBM.powf.argtypes = [ctypes.c_float, ctypes.c_float]
     return f32(_LIBM.powf(float(f32(base)), float(f32(e))))
