@@ -66,7 +66,9 @@ def test_gemma3_270m_equals_llama_cpp_generation_path(target, gemma3_270m_path, 
     ids, theirs, _, spread = llama_cpp_logits
     arch_or_artifact = gemma3_c if target == "c" else os.path.join(ARCHS, "gemma3.llmc")
     model = llmc.load(arch_or_artifact, gemma3_270m_path, target=target, n_ctx=128)
-    ours = model.logits(ids, tokens_per_step=1)
+    # the reference sums every row in the one-token order whatever the batch (ir/reference.py), so one
+    # forward gives the same bits as 73 at ~1.4 s each; the C target's batched kernels do not
+    ours = model.logits(ids, tokens_per_step=None if target == "reference" else 1)
     agreement = compare_logits(ours, theirs)
     print(target, agreement)
     assert agreement.top1 >= 0.95
