@@ -22,24 +22,11 @@ import math
 
 import numpy as np
 
+# an f32 fma in numpy is a numerical fact, not an order: the reference's, tested against exact
+# rationals and libm fmaf in tests/ir/test_ggml_order.py
+from llmc.ir.ggml_order import fma_f32
+
 f32, f64 = np.float32, np.float64
-
-
-def fma_f32(a, b, c) -> np.ndarray:
-    """a * b + c rounded once to f32. The product of two floats is exact in double; the double sum s and
-    its exact error (TwoSum) tell when rounding s to f32 lands on a tie the exact value does not sit on."""
-    a, b, c = (np.asarray(v, f64) for v in (a, b, c))
-    with np.errstate(invalid="ignore", over="ignore"):
-        p = a * b
-        s = p + c
-        bp = s - p
-        err = (p - (s - bp)) + (c - bp)
-        r = s.astype(f32)
-        toward = np.where(s > r.astype(f64), f32(np.inf), f32(-np.inf)).astype(f32)
-        other = np.nextafter(r, toward)
-        tie = (s != r.astype(f64)) & (2 * s == r.astype(f64) + other.astype(f64))
-        wrong = tie & (err != 0) & ((err > 0) == (r.astype(f64) < s))
-    return np.where(wrong, other, r).astype(f32)
 
 
 def reduce_16(x: np.ndarray) -> np.ndarray:
