@@ -178,7 +178,8 @@ def expf(x: np.ndarray) -> np.ndarray:
 def _libm():
     path = ctypes.util.find_library("m")
     if path is None:
-        raise RuntimeError("the C math library (libm) was not found: RoPE needs its cosf/sinf")
+        raise RuntimeError("the C math library (libm) was not found: the reference takes cosf, sinf, tanhf, "
+                           "expf and powf from it, as ggml does")
     lib = ctypes.CDLL(path)
     for name in ("cosf", "sinf", "expf", "tanhf"):
         fn = getattr(lib, name)

@@ -163,7 +163,7 @@ def _activations(x: np.ndarray, ggml_type: str):
     codes (nb, L, K, T), block scales (T, nb), and the extra term's operand."""
     T, n_in = x.shape
     if ggml_type in ("Q4_K", "Q6_K"):
-        q, d = quant._q8_k_blocks(x.reshape(T, n_in // 256, 256))
+        q, d = quant.q8_k_blocks(x.reshape(T, n_in // 256, 256))
         if ggml_type == "Q4_K":
             lanes = _lanes_of_256(q).transpose(0, 1, 3, 2)          # (nb, 8, 32, T)
             sub = q.reshape(T, -1, 4, 2, 32).sum(-1).transpose(1, 2, 3, 0).astype(f32)     # (nb, 4, 2, T)
@@ -171,11 +171,9 @@ def _activations(x: np.ndarray, ggml_type: str):
         lanes = _lanes_of_256(q, _F64).transpose(0, 1, 3, 2)
         bsum = q.reshape(T, -1, 8, 2, 16).sum(-1).transpose(1, 2, 3, 0).astype(_F64)      # (nb, 8, 2, T)
         return np.concatenate([lanes, bsum], axis=2), d[..., 0], None
-    q, d, d16 = quant._q8_blocks(x.reshape(T, n_in // 32, 32))
+    q, _, d16 = quant.q8_blocks(x.reshape(T, n_in // 32, 32))
     lanes = _lanes_of_32(q).transpose(0, 1, 3, 2)                  # (nb, 8, 4, T)
-    s = None
-    if quant.VEC_DOT_TYPE[ggml_type] == "Q8_1":
-        s = quant._round_f16(d[..., 0] * q.sum(axis=-1).astype(f32))   # Q8_1's s = f16(d · Σq)
+    s = quant.q8_1_sums(x) if quant.VEC_DOT_TYPE[ggml_type] == "Q8_1" else None     # (T, nb)
     return lanes, d16[..., 0], s
 
 

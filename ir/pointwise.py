@@ -287,8 +287,11 @@ def split_range(sizes, part) -> tuple[Any, Any]:
 
 _NP_UNARY: dict[str, Callable] = {
     "neg": np.negative, "exp": np.exp, "sqrt": np.sqrt,
-    # tanhf as the C library gives it: numpy's own f32 tanh is an ulp off on some arguments, which GELU's
-    # 1 + tanh(...) turns into f16 steps (234 of ggml's table entries); double tanh rounded matches it
+    # f32 tanh as double tanh rounded: numpy's own f32 tanh is an ulp off on some arguments, which GELU's
+    # 1 + tanh(...) turns into f16 steps (234 of ggml's table entries); with this, GELU's f16 table equals
+    # ggml's (built with libm tanhf) on every entry. It is not libm's tanhf elsewhere: glibc's tanhf differs
+    # from it in the last bit on ~14 % of arguments drawn from N(0, 9), so the softcap op (ggml_tanh calls
+    # tanhf) is not bit-exact; attention's logit cap calls libm through ggml_order.tanhf.
     "tanh": lambda x: np.tanh(x.astype(np.float64)).astype(np.float32) if x.dtype == np.float32 else np.tanh(x),
     "erf": lambda x: np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype),
     "to_f16": lambda x: x.astype(np.float16).astype(np.float32),

@@ -86,7 +86,7 @@ def _round_bf16(a: np.ndarray) -> np.ndarray:
     return r.astype(np.uint32).view(np.float32)
 
 
-def _q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x86 ``quantize_row_q8_0``/``q8_1`` on blocks of 32: (q int32 (..., 32), d f32 unrounded, d f16->f32).
 
     amax = max|x|, d = amax/127, q = round_half_even(x * (127/amax)), all in f32.
@@ -100,7 +100,7 @@ def _q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return q, d.astype(np.float32), _round_f16(d)
 
 
-def _q8_k_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def q8_k_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``quantize_row_q8_K_ref`` (x86 uses the reference) on blocks of 256: (q int32, d f32).
 
     iscale = -127/x_at_max|x| (signed), q = min(127, nearest_int(iscale*x)), d = 1/iscale.
@@ -136,10 +136,10 @@ def quantize_activations(x: np.ndarray, vec_dot_type: str) -> np.ndarray:
     if vec_dot_type == "BF16":
         return _round_bf16(x)
     if vec_dot_type in ("Q8_0", "Q8_1"):
-        q, _, d16 = _q8_blocks(_blocks(x, 32))
+        q, _, d16 = q8_blocks(_blocks(x, 32))
         return (q.astype(np.float32) * d16).reshape(t, n)
     if vec_dot_type == "Q8_K":
-        q, d = _q8_k_blocks(_blocks(x, 256))
+        q, d = q8_k_blocks(_blocks(x, 256))
         return (q.astype(np.float32) * d).reshape(t, n)
     raise ValueError(f"unknown vec_dot_type {vec_dot_type!r}")
 
@@ -150,7 +150,7 @@ def q8_1_sums(x: np.ndarray) -> np.ndarray:
     Q4_1·Q8_1 computes ``d4·d8·Σq4·q8 + m4·s``; s is rounded to f16 and uses the unrounded d, so it
     is not exactly (dequantized x)·1 and must be carried separately.
     """
-    q, d, _ = _q8_blocks(_blocks(np.asarray(x, dtype=np.float32), 32))
+    q, d, _ = q8_blocks(_blocks(np.asarray(x, dtype=np.float32), 32))
     s = d[..., 0] * q.sum(axis=-1).astype(np.float32)
     return _round_f16(s)
 

@@ -11,8 +11,9 @@ The pipeline is llama.cpp's (src/llama-vocab.cpp, tokenize and tokenizer_st_part
 
 Step 2 runs in HF `tokenizers` (a Split pre-tokenizer per regex, then ByteLevel); step 3 is `_BPE`, which
 merges the way HF's BPE model does but is built from the GGUF arrays in milliseconds (HF's model takes
-about a second to build for a 262k-token vocabulary). The regexes are llama.cpp's own spellings, e.g. its rewrite of the
-gpt-4o case classes, so non-ASCII mixed-case words split the way llama.cpp splits them.
+about a second to build for a 262k-token vocabulary). The regexes (runtime/pre_tokenizer.py) are llama.cpp's
+own spellings, e.g. its rewrite of the gpt-4o case classes, so non-ASCII mixed-case words split the way
+llama.cpp splits them.
 
 Which tokens end generation (`eog_ids`) and which are special also follow llama.cpp's rules, including
 the text-based detection it applies to every vocabulary (see `_special_attributes`).
@@ -33,6 +34,8 @@ import numpy as np
 
 from llmc.ir.errors import LlmcError
 
+from .pre_tokenizer import PRE_TOKENIZERS, pre_tokenizer
+
 # tokenizer.ggml.token_type values (llama_token_type)
 TYPE_NORMAL = 1
 TYPE_UNKNOWN = 2
@@ -40,31 +43,6 @@ TYPE_CONTROL = 3
 TYPE_USER_DEFINED = 4
 TYPE_UNUSED = 5
 TYPE_BYTE = 6
-
-_SMOLLM = (
-    r"\p{N}",
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
-)
-_QWEN2 = (
-    (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
-)
-# llama.cpp's spelling of o200k: `\p{Lu}`-style classes become "a letter that is not a-z" (upper-ish run)
-# followed by "a letter that is not A-Z" (lower-ish run). The two differ on non-ASCII mixed case.
-_CONTRACTION = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?"
-_GPT4O = (
-    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+" + _CONTRACTION
-    + r"|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*" + _CONTRACTION
-    + r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-)
-
-# tokenizer.ggml.pre -> regexes applied in sequence. Only names that llama.cpp (0.3.36's vendored copy)
-# maps to exactly the same behaviour, including clean_spaces = false on detokenize.
-PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
-    "smollm": _SMOLLM, "command-r": _SMOLLM,
-    "qwen2": _QWEN2, "deepseek-r1-qwen": _QWEN2, "kormo": _QWEN2, "f2llmv2": _QWEN2,
-    "gpt-4o": _GPT4O, "llama4": _GPT4O, "kanana2": _GPT4O, "talkie": _GPT4O,
-}
 
 # Token texts that llama.cpp treats as end-of-generation in every vocabulary (llama-vocab.cpp, load()).
 _EOG_TEXTS = frozenset({
@@ -191,7 +169,7 @@ class Tokenizer:
         self._rstrip = self._rstrip_ids(model_name, by_text)
         self._blob, self._offsets = self._pieces(tokens, types)
         self._bpe = _BPE(vocab, merges)
-        self._pre_tokenizer = _pre_tokenizer(pre)
+        self._pre_tokenizer = pre_tokenizer(pre)
 
     @classmethod
     def from_metadata(cls, md: dict[str, Any]) -> Tokenizer:
@@ -354,15 +332,6 @@ class Tokenizer:
         offsets.extend(itertools.accumulate(map(len, parts)))
         code_points = np.frombuffer("".join(parts).encode("utf-32-le"), np.uint32)
         return _byte_lookup()[code_points].tobytes(), offsets
-
-
-def _pre_tokenizer(pre: str):
-    """HF tokenizers' pre-tokenizer: the pre-type's regexes as isolated splits, then bytes to GPT-2's
-    printable characters. It holds no vocabulary, so it is built in microseconds."""
-    from tokenizers import Regex, pre_tokenizers
-
-    splits = [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in PRE_TOKENIZERS[pre]]
-    return pre_tokenizers.Sequence(splits + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
 
 
 class _BPE:

@@ -80,8 +80,7 @@ class CEmitter(Emitter):
         return Call(where, [f"llmc_attention_f32(m->th, {v(n.id)}, {v(q)}, {v(k)}, {v(val)}, "
                             f"m->k_{kv} + {layer}, m->v_{kv} + {layer}, in_seq, in_pos, T, "
                             f"{b.ci(qs[1])}, {b.ci(ks[1])}, {b.ci(qs[2])}, m->n_ctx, "
-                            f"(float)({b.c(a['scale'])}), {b.ci(a['window'])}, (float)({b.c(a['logit_cap'])}), {sink}, "
-                            "m->attn_scratch);"])
+                            f"(float)({b.c(a['scale'])}), {b.ci(a['window'])}, (float)({b.c(a['logit_cap'])}), {sink});"])
 
     def _top_k(self, b, n: Node, where: str) -> Call:
         x = b.graph.inputs(n.id)[0]

@@ -76,12 +76,6 @@ def kernels_header() -> str:
     return HEADER_PATH.read_text() + "\n" + WEIGHT_TYPES_HEADER.read_text()
 
 
-def attention_scratch_bytes(n_ctx: int, n_threads: int) -> int:
-    """Scratch of llmc_attention_f32 (which allocates its own work now, sized by head_dim and the query
-    heads per KV head; the argument stays for the call's signature): one row of n_ctx floats per thread."""
-    return 4 * n_ctx * max(n_threads, 1)
-
-
 def moe_matmul_scratch_bytes(ggml_type: str, n_in: int) -> int:
     """Scratch of llmc_moe_matmul_<type>: the matmul's, for one activation row at a time."""
     return matmul_scratch_bytes(ggml_type, n_in, 1)

@@ -184,12 +184,14 @@ class ScheduleBuilder:
         def name(n: str) -> str:
             if n == "T":
                 return "T_out" if self.in_post else "T"
-            if n in ("n_batch", "n_ctx"):        # n_ctx: only in a weight's load-time choice
-                return f"m->{n}"
+            if n == "n_batch":
+                return "m->n_batch"
             if n == self.graph.layer_var:
                 return "il"
-            if n in self.graph.params:
+            if n in self.graph.params:           # before n_ctx: an arch may name a param n_ctx
                 return f"HP({n})"
+            if n == "n_ctx":                     # the load context, in a weight's load-time choice (an arch
+                return "m->n_ctx"                # with a param of that name has none: the frontend refuses it)
             raise ValueError(f"unknown name {n!r} in generated C")
         return X.to_c(e, name)
 

@@ -39,12 +39,12 @@ void llmc_rope_f32(float *x, const int32_t *pos, int n_tokens, int n_heads, int 
  * is stored at that sequence's cache row positions[t], then out (n_tokens, n_head*head_dim) = attention
  * of q (n_tokens, n_head, head_dim) over that sequence's rows 0..positions[t] (the caller checks seq and
  * positions). window 0: full causal; logit_cap > 0: each logit is logit_cap * tanh(q·k * scale / logit_cap)
- * (Gemma 2), else q·k * scale; sinks (n_head) or NULL; scratch: attention_scratch_bytes(n_ctx,
- * n_threads). out may alias q. */
+ * (Gemma 2), else q·k * scale; sinks (n_head) or NULL. The kernel allocates its own work (staged q, score
+ * rows: sized by head_dim and the rows' lengths). out may alias q. */
 void llmc_attention_f32(llmc_threads *th, float *out, const float *q, const float *k_new, const float *v_new,
                         uint16_t *k_cache, uint16_t *v_cache, const int32_t *seq, const int32_t *positions,
                         int n_tokens, int n_head, int n_head_kv, int head_dim, int n_ctx, float scale, int window,
-                        float logit_cap, const float *sinks, float *scratch);
+                        float logit_cap, const float *sinks);
 
 /* ---- mixture of experts ---- */
 /* idx (rows, k): the k largest of each row of x (rows, n), largest first, ties to the lower index */

@@ -22,24 +22,11 @@ import math
 
 import numpy as np
 
+# an f32 fma in numpy is a numerical fact, not an order: the reference's, tested against exact
+# rationals and libm fmaf in tests/ir/test_ggml_order.py
+from llmc.ir.ggml_order import fma_f32
+
 f32, f64 = np.float32, np.float64
-
-
-def fma_f32(a, b, c) -> np.ndarray:
-    """a * b + c rounded once to f32. The product of two floats is exact in double; the double sum s and
-    its exact error (TwoSum) tell when rounding s to f32 lands on a tie the exact value does not sit on."""
-    a, b, c = (np.asarray(v, f64) for v in (a, b, c))
-    with np.errstate(invalid="ignore", over="ignore"):
-        p = a * b
-        s = p + c
-        bp = s - p
-        err = (p - (s - bp)) + (c - bp)
-        r = s.astype(f32)
-        toward = np.where(s > r.astype(f64), f32(np.inf), f32(-np.inf)).astype(f32)
-        other = np.nextafter(r, toward)
-        tie = (s != r.astype(f64)) & (2 * s == r.astype(f64) + other.astype(f64))
-        wrong = tie & (err != 0) & ((err > 0) == (r.astype(f64) < s))
-    return np.where(wrong, other, r).astype(f32)
 
 
 def reduce_16(x: np.ndarray) -> np.ndarray:
@@ -88,7 +75,7 @@ _LIBM = ctypes.CDLL(ctypes.util.find_library("m"))
 
 
 def libm_f32(name: str, x) -> np.ndarray:
-    """The C library's float function `name` (cosf, sinf, tanhf, expf, powf with a tuple) on every value."""
+    """The C library's one-argument float function `name` (cosf, sinf, tanhf, expf) on every value of x."""
     fn = getattr(_LIBM, name)
     fn.restype = ctypes.c_float
     x = np.asarray(x, f32)
@@ -97,6 +84,7 @@ def libm_f32(name: str, x) -> np.ndarray:
 
 
 def powf(base: float, e: float) -> f32:
+    """The C library's powf of two f32 (ggml's rope_f32: theta_scale = powf(freq_base, -2.0f/n_dims))."""
     _LIBM.powf.restype = ctypes.c_float
     _LIBM.powf.argtypes = [ctypes.c_float, ctypes.c_float]
     return f32(_LIBM.powf(float(f32(base)), float(f32(e))))

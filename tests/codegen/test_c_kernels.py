@@ -32,8 +32,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmc.codegen.c.build import CFLAGS
-from llmc.codegen.c.kernels import (KERNELS, attention_scratch_bytes, function_names, kernels_header,
-                                    moe_matmul_scratch_bytes, render_kernel)
+from llmc.codegen.c.kernels import (KERNELS, function_names, kernels_header, moe_matmul_scratch_bytes,
+                                    render_kernel)
 from llmc.codegen.c.matmul import MATMUL_TYPES, function_name, render_matmul
 from llmc.ir import quant, reference
 
@@ -276,10 +276,9 @@ def check_attention(lib, n_head_kv, group, head_dim, n_tokens, starts, window, u
                                           window, sinks, logit_cap)
 
     out = np.full((T, n_head * head_dim), np.nan, f32)
-    scratch = np.zeros(attention_scratch_bytes(n_ctx, N_THREADS) // 4, f32)
     lib.call("llmc_attention_f32", lib.pool, out, q, k_new, v_new, k_cache.view(np.uint16),
              v_cache.view(np.uint16), seq, positions, T, n_head, n_head_kv, head_dim, n_ctx, scale, window, logit_cap,
-             sinks, scratch)
+             sinks)
     np.testing.assert_array_equal(k_cache, expected_k)
     np.testing.assert_array_equal(v_cache, expected_v)
     np.testing.assert_array_equal(out, ref)
@@ -300,13 +299,12 @@ def test_attention_rows_of_every_length(lib):
         k_cache, v_cache = rng.standard_normal((2, T, n_ctx, 1, head_dim)).astype(np.float16)
         together = np.full((T, n_head * head_dim), np.nan, f32)
         lib.call("llmc_attention_f32", lib.pool, together, q, k_new, v_new, k_cache.view(np.uint16),
-                 v_cache.view(np.uint16), seq, positions, T, n_head, 1, head_dim, n_ctx, 0.0625, window, 0.0, None,
-                 np.zeros(1, f32))
+                 v_cache.view(np.uint16), seq, positions, T, n_head, 1, head_dim, n_ctx, 0.0625, window, 0.0, None)
         for t in range(T):
             alone = np.full((1, n_head * head_dim), np.nan, f32)
             lib.call("llmc_attention_f32", lib.pool, alone, q[t:t + 1], k_new[t:t + 1], v_new[t:t + 1],
                      k_cache.view(np.uint16), v_cache.view(np.uint16), seq[t:t + 1], positions[t:t + 1], 1, n_head, 1,
-                     head_dim, n_ctx, 0.0625, window, 0.0, None, np.zeros(1, f32))
+                     head_dim, n_ctx, 0.0625, window, 0.0, None)
             keys = slice(0, positions[t] + 1)
             want = ggml_cpu_order.attention(q[t:t + 1], k_cache[t, keys].astype(f32), v_cache[t, keys].astype(f32),
                                             positions[t:t + 1], 0.0625, window, None)
@@ -319,7 +317,7 @@ def test_attention_rows_of_every_length(lib):
 
 
 def test_attention_same_bits_alone_or_in_a_batch(lib):
-    """A decode token with a long row (its keys split over threads, in parts) gives the same bits as the same
+    """A decode token with a long row (its keys split over threads: split rows) gives the same bits as the same
     token inside a large batch (whole rows per item): serving must not depend on who shares the step."""
     rng = np.random.default_rng(3)
     n_head_kv, group, d, n_ctx, pos = 3, 3, 64, 1100, 1030
@@ -327,7 +325,6 @@ def test_attention_same_bits_alone_or_in_a_batch(lib):
     q = rng.standard_normal((1, n_head, d)).astype(f32)
     kv = rng.standard_normal((2, 1, n_head_kv, d)).astype(f32)
     cache = rng.standard_normal((2, 2, n_ctx, n_head_kv, d)).astype(np.float16).view(np.uint16)  # K, V; 2 seqs
-    scratch = np.zeros(attention_scratch_bytes(n_ctx, N_THREADS) // 4, f32)
     sinks = rng.standard_normal(n_head).astype(f32)
 
     def run(n_tokens):
@@ -339,7 +336,7 @@ def test_attention_same_bits_alone_or_in_a_batch(lib):
         kc, vc = cache[0].copy(), cache[1].copy()
         out = np.empty((n_tokens, n_head * d), f32)
         lib.call("llmc_attention_f32", lib.pool, out, qs, ks, vs, kc, vc, seq, positions,
-                 n_tokens, n_head, n_head_kv, d, n_ctx, 0.125, 0, 0.0, sinks, scratch)
+                 n_tokens, n_head, n_head_kv, d, n_ctx, 0.125, 0, 0.0, sinks)
         return out[0]
 
     alone, batched = run(1), run(16)
@@ -354,13 +351,12 @@ def test_attention_in_place(lib):
     q = rng.standard_normal((n_tokens, n_head, d)).astype(f32)
     k_new, v_new = rng.standard_normal((2, n_tokens, n_head_kv, d)).astype(f32)
     caches = [np.zeros((2, n_ctx, n_head_kv, d), np.uint16) for _ in range(2)]
-    scratch = np.zeros(attention_scratch_bytes(n_ctx, N_THREADS) // 4, f32)
     separate = np.empty((n_tokens, n_head * d), f32)
     in_place = q.copy()
     seq, positions = np.zeros(n_tokens, np.int32), np.arange(2, 2 + n_tokens, dtype=np.int32)
     for out, q_in, (kc, vc) in ((separate, q, caches[0]), (in_place, in_place, caches[1])):
         lib.call("llmc_attention_f32", lib.pool, out, q_in, k_new, v_new, kc, vc, seq, positions, n_tokens, n_head,
-                 n_head_kv, d, n_ctx, 0.25, 0, 0.0, None, scratch)
+                 n_head_kv, d, n_ctx, 0.25, 0, 0.0, None)
     np.testing.assert_array_equal(in_place.reshape(separate.shape), separate)
 
 

@@ -45,11 +45,13 @@ AVX2_FLAGS = ("-O2", "-march=x86-64", "-mavx2", "-mfma", "-mf16c")   # no VNNI, 
 PORTABLE_FLAGS = ("-O2", "-march=x86-64")
 
 
-def build_matmul_library(out_dir: Path, flags: tuple[str, ...]) -> tuple[cffi.FFI, object]:
-    """Render every kernel, compile with flags (warnings are errors) and dlopen the library."""
+def build_matmul_library(out_dir: Path, flags: tuple[str, ...],
+                         types: tuple[str, ...] = MATMUL_TYPES) -> tuple[cffi.FFI, object]:
+    """Render the kernels of `types` (all by default), compile with flags (warnings are errors) and dlopen
+    the library (CDEF names every kernel; cffi resolves a function only when it is called)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = [RUNTIME_C / "llmc_threads.c"]
-    for t in MATMUL_TYPES:
+    for t in types:
         path = out_dir / f"{function_name(t)}.c"
         path.write_text(render_matmul(t))
         sources.append(path)

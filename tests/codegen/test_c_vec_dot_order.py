@@ -11,53 +11,28 @@ depend on the batch; from 8 tokens on, the packed prefill path has its own order
 from __future__ import annotations
 
 import ctypes
-import os
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
+import re
 from pathlib import Path
 
-import cffi
 import numpy as np
 import pytest
-from llmc.codegen.c.matmul import function_name, matmul_scratch_bytes, render_matmul
 
-from tests.codegen.test_c_matmul import AVX2_FLAGS, NATIVE_FLAGS, RUNTIME_C
+from llmc.codegen.c.matmul import function_name, matmul_scratch_bytes, render_matmul
 from llmc.ir import ggml_vec_dot
 from llmc.ir.ggml_order import fma_f32
+from tests.codegen.test_c_matmul import AVX2_FLAGS, NATIVE_FLAGS, build_matmul_library
 from tests.fixtures import weights
 
 TYPES = ("Q8_0", "Q4_0", "Q5_0", "Q4_K", "Q6_K")
-PACK_MIN_TOKENS = 8     # codegen/c/templates/_matmul_frame.c.j2
+# the token count from which the kernels take the packed prefill path (_matmul_frame.c.j2)
+PACK_MIN_TOKENS = int(re.search(r"#define PACK_MIN_TOKENS (\d+)", render_matmul("Q8_0")).group(1))
 
 
 class OrderKernels:
     """The five kernels compiled with one set of flags into a shared library, and a 2-thread pool."""
 
     def __init__(self, out_dir: Path, flags: tuple[str, ...]):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        sources = [RUNTIME_C / "llmc_threads.c"]
-        for t in TYPES:
-            path = out_dir / f"{function_name(t)}.c"
-            path.write_text(render_matmul(t))
-            sources.append(path)
-
-        def compile_one(src: Path) -> Path:
-            obj = out_dir / (src.stem + ".o")
-            cmd = ["gcc", *flags, "-fPIC", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME_C}", "-c", str(src), "-o", str(obj)]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stderr}"
-            return obj
-
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            objects = list(pool.map(compile_one, sources))
-        lib = out_dir / "libllmc_order.so"
-        subprocess.run(["gcc", "-shared", "-o", str(lib), *map(str, objects), "-lm", "-lpthread"], check=True)
-        self.ffi = cffi.FFI()
-        self.ffi.cdef("typedef struct llmc_threads llmc_threads;\n"
-                      "llmc_threads *llmc_threads_create(int n);\nvoid llmc_threads_destroy(llmc_threads *th);\n"
-                      + "".join(f"void {function_name(t)}(llmc_threads *, float *, const void *, const float *, "
-                                "int, int, int, void *);\n" for t in TYPES))
-        self.lib = self.ffi.dlopen(str(lib))
+        self.ffi, self.lib = build_matmul_library(out_dir, flags, TYPES)
         self.pool = self.ffi.gc(self.lib.llmc_threads_create(2), self.lib.llmc_threads_destroy)
 
     def matmul(self, ggml_type: str, w_raw: np.ndarray, x: np.ndarray, n_out: int) -> np.ndarray:

@@ -101,3 +101,16 @@ def test_manifest_holds_the_placement_facts(tmp_path, qwen2_q8_path):
     for t in m["transfers"]:
         assert t["src"] != t["dst"]
     assert m["fit"]["uses"]["ascend310b"]["weights"] > 0
+
+
+def test_a_param_named_n_ctx_is_the_param_in_c(tmp_path):
+    """n_ctx in generated C is the load context only in a weight's load-time choice; an arch's own param of
+    that name (here gemma3's sliding window renamed) stays the param, as in the reference."""
+    arch = tmp_path / "gemma3.llmc"
+    src = open(f"{ARCHS}/gemma3.llmc").read()
+    assert "n_ctx" not in src
+    arch.write_text(src.replace("n_swa", "n_ctx"))
+    compile_model(str(arch), "c", str(tmp_path / "out"))
+    model_c = (tmp_path / "out" / "src" / "model.c").read_text()
+    call = next(line for line in model_c.splitlines() if "llmc_attention_f32(" in line and "m->th" in line)
+    assert "? HP(n_ctx) : 0" in call and "(HP(n_ctx) > 0)" in call

@@ -49,7 +49,6 @@ def test_f16_conversions_match_numpy(lib):
     k_cache = np.zeros((1, 1, 1, d), np.uint16)
     v_cache = np.zeros((1, 1, 1, d), np.uint16)
     out = np.zeros((1, d), np.float32)
-    scratch = np.zeros(1 << 16, np.float32)
     lib.call("llmc_attention_f32", lib.pool, out, np.ones((1, 1, d), np.float32), k_new, k_new.copy(), k_cache,
-             v_cache, np.zeros(1, np.int32), np.zeros(1, np.int32), 1, 1, 1, d, 1, 1.0, 0, 0.0, None, scratch)
+             v_cache, np.zeros(1, np.int32), np.zeros(1, np.int32), 1, 1, 1, d, 1, 1.0, 0, 0.0, None)
     np.testing.assert_array_equal(k_cache.reshape(-1), k_new.reshape(-1).astype(np.float16).view(np.uint16))

@@ -1,5 +1,6 @@
 """The reference's summation orders pinned bit for bit: quantized matmuls against a scalar transcription of
-ggml's vec_dot loops (tests/ir/vec_dot_scalar.py), the exact f32 fma on its hard cases."""
+ggml's vec_dot loops (tests/ir/vec_dot_scalar.py), the exact f32 fma on its hard cases; attention and GELU
+against the one-query loops of tests/codegen/ggml_cpu_order.py (the oracle of the C kernels too)."""
 from fractions import Fraction
 
 import numpy as np
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from llmc.ir import ggml_order, ggml_vec_dot, quant
 from llmc.ir import reference as ref
+from tests.codegen import ggml_cpu_order
 from tests.ir import vec_dot_scalar
 
 f32 = np.float32
@@ -108,29 +110,6 @@ def test_vec_dot_f16_equals_scalar_loop(n, seed):
         assert got[r] == vec_dot_scalar.vec_dot_f16(a[r], b[r])
 
 
-def attention_one_query(q, k, v, pos, scale, window, sink):
-    """One query of one head as ggml's non-flash path takes it, written as loops: kq per key by
-    vec_dot_f16, softmax over 16-key chunks (f32 reduce, double sum, libm expf of the sink), f16
-    probabilities, then each output dim by vec_dot_f16 over the keys padded to a multiple of 64."""
-    n_row = -(-len(k) // 64) * 64
-    qh = q.astype(np.float16).astype(f32)
-    w = np.full(n_row, -np.inf, f32)
-    for j in range(len(k)):
-        if j <= pos and (window == 0 or pos - j < window):
-            w[j] = f32(vec_dot_scalar.vec_dot_f16(k[j], qh) * f32(scale))
-    m = max(w.max(), f32(sink)) if sink is not None else w.max()
-    e = ggml_order.expf(w - m)
-    total = 0.0
-    for c in range(0, n_row, 16):
-        total += float(ggml_order.reduce_add_16(e[c:c + 16]))
-    if sink is not None:
-        total += float(ggml_order.libm_expf(f32(sink) - m))
-    p = (e * f32(1.0 / total)).astype(np.float16).astype(f32)
-    vt = np.zeros((k.shape[1], n_row), f32)
-    vt[:, :len(v)] = v.T
-    return np.array([vec_dot_scalar.vec_dot_f16(p, vt[d]) for d in range(len(vt))], f32)
-
-
 @settings(max_examples=15)
 @given(st.integers(1, 5), st.integers(0, 150), st.sampled_from([0, 3]), st.booleans(), st.integers(0, 2**31))
 def test_attention_equals_one_query_loops_and_is_batch_invariant(T, start, window, sinks, seed):
@@ -144,9 +123,9 @@ def test_attention_equals_one_query_loops_and_is_batch_invariant(T, start, windo
     for t in range(T):
         np.testing.assert_array_equal(ref.attention(q[t:t + 1], k, v, pos[t:t + 1], 0.125, window, s)[0],
                                       out[t].reshape(-1))
-    for h in range(2):
-        np.testing.assert_array_equal(out[-1, h], attention_one_query(
-            q[-1, h], k[:, 0], v[:, 0], pos[-1], 0.125, window, None if s is None else s[h]))
+    # the last query against tests/codegen/ggml_cpu_order.py's loops, written apart from ir/ggml_order.py
+    np.testing.assert_array_equal(out[-1].reshape(-1),
+                                  ggml_cpu_order.attention(q[-1:], k, v, pos[-1:], 0.125, window, s)[0])
 
 
 def libm_rope_pairs(x0, x1, theta):
@@ -161,7 +140,7 @@ def test_rope_uses_libm_and_the_contracted_rotation(mode):
     x = rng.standard_normal((3, 2, 16)).astype(f32)
     pos = np.array([5, 700, 4000], np.int32)
     y = ref.rope(x, pos, mode, 16, 10000.0)
-    theta_scale = f32(10000.0 ** (-2 / 16))
+    theta_scale = ggml_cpu_order.powf(10000.0, f32(-2.0) / f32(16))        # libm powf, as ggml's rope_f32
     for t, p in enumerate(pos):
         theta = f32(p)
         for i in range(8):
@@ -175,16 +154,11 @@ def test_rope_uses_libm_and_the_contracted_rotation(mode):
 
 
 def test_gelu_is_ggml_f16_table_on_every_entry():
-    """ggml_cpu_init fills its GELU table with ggml_gelu_f32 as GCC compiles it: fmaf(0.044715 x, x, 1)
-    inside, libm tanhf, f32 elsewhere; the reference's gelu gives that value for every f16 input."""
-    import ctypes
-    import ctypes.util
-    libm = ctypes.CDLL(ctypes.util.find_library("m"))
-    libm.tanhf.restype, libm.tanhf.argtypes = ctypes.c_float, [ctypes.c_float]
+    """ggml_cpu_init fills its GELU table with ggml_gelu_f32 as GCC compiles it (fmaf(0.044715 x, x, 1)
+    inside, libm tanhf; tests/codegen/ggml_cpu_order.py's gelu_table); the reference's gelu gives that
+    value for every finite f16 input below the |x| >= 10 bypasses."""
     x = np.arange(65536, dtype=np.uint16).view(np.float16).astype(f32)
-    x = x[np.isfinite(x) & (np.abs(x) < 10)]
-    inner = ggml_order.fma_f32((f32(0.044715) * x).astype(f32), x, f32(1))
-    arg = (f32(0.79788456080286535587989211986876) * x * inner).astype(f32)
-    t = np.array([libm.tanhf(float(v)) for v in arg], f32)
-    table = (f32(0.5) * x * (f32(1) + t)).astype(f32).astype(np.float16)
-    np.testing.assert_array_equal(ref.gelu(x[None])[0].astype(np.float16).view(np.uint16), table.view(np.uint16))
+    inside = np.isfinite(x) & (np.abs(x) < 10)
+    table = ggml_cpu_order.gelu_table()[inside].astype(np.float16)
+    np.testing.assert_array_equal(ref.gelu(x[inside][None])[0].astype(np.float16).view(np.uint16),
+                                  table.view(np.uint16))

@@ -60,8 +60,8 @@ def _codes_32(ggml_type: str, blk: bytes) -> tuple[list[int], np.float32, np.flo
 def vec_dot_32(ggml_type: str, row: bytes, x: np.ndarray) -> np.float32:
     """One output of a 32-element-block type against the activation row x (f32)."""
     nb = len(x) // 32
-    q, d, d16 = quant._q8_blocks(x.reshape(nb, 32))
-    s = quant._round_f16(d[:, 0] * q.sum(-1).astype(f32))                # Q8_1's s
+    q, _, d16 = quant.q8_blocks(x.reshape(nb, 32))
+    s = quant.q8_1_sums(x[None])[0]                                       # Q8_1's s, (nb,)
     size = quant.BLOCK_LAYOUT[ggml_type][1]
     acc, summs = [f32(0)] * 8, f32(0)
     for ib in range(nb):
@@ -85,7 +85,7 @@ def _scale_min_k4(j: int, sc: bytes) -> tuple[int, int]:
 
 def vec_dot_q4_k(row: bytes, x: np.ndarray) -> np.float32:
     nb = len(x) // 256
-    q8, d8 = quant._q8_k_blocks(x.reshape(nb, 256))
+    q8, d8 = quant.q8_k_blocks(x.reshape(nb, 256))
     acc, acc_m = [f32(0)] * 8, [f32(0)] * 4
     for i in range(nb):
         blk = row[i * 144:(i + 1) * 144]
@@ -112,7 +112,7 @@ def vec_dot_q4_k(row: bytes, x: np.ndarray) -> np.float32:
 
 def vec_dot_q6_k(row: bytes, x: np.ndarray) -> np.float32:
     nb = len(x) // 256
-    q8, d8 = quant._q8_k_blocks(x.reshape(nb, 256))
+    q8, d8 = quant.q8_k_blocks(x.reshape(nb, 256))
     acc = [f32(0)] * 8
     for i in range(nb):
         blk = row[i * 210:(i + 1) * 210]
