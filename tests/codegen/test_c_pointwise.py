@@ -90,3 +90,18 @@ def test_gelu_is_ggml_table_on_every_f16(lib):
     inside = np.isfinite(x) & (x > -10) & (x < 10)
     np.testing.assert_array_equal(y[inside], ggml_cpu_order.gelu_table()[inside])
     np.testing.assert_array_equal(y[inside], llama_cpp_gelu_table()[inside])
+
+
+def test_gelu_kernel_looks_its_table_up():
+    """The C GELU reads its once-filled table per element; tanhf runs only in the table's fill."""
+    case = next(c for c in CASES if c.op == "gelu" and not c.nulls)
+    (node,) = c_pointwise.tables_of(case.plan)
+    kernel = c_pointwise.function(case.plan)
+    assert f"{c_pointwise.table_name(node)}[llmc_f32_to_f16(" in kernel and "tanhf" not in kernel
+    assert "tanhf" in c_pointwise.table(node)
+
+
+def test_f16_table_body_reads_only_its_argument():
+    from llmc.ir import pointwise as P
+    with pytest.raises(ValueError, match="f16_table twice"):
+        P.f16_table(P.inp("x"), "twice", lambda h: h * P.inp("y"))
