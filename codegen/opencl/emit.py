@@ -196,7 +196,7 @@ class OpenCLEmitter(Emitter):
                 lines += [f"m->{dev}_{field} = calloc((size_t)m->n_layer, sizeof(cl_mem));",
                           f"if (!m->{dev}_{field}) {{ llmc_fail(err, err_len, \"out of memory\"); goto fail; }}",
                           "for (int il = 0; il < m->n_layer; il++) {",
-                          f"    if ({guard or '1'} && !llmc_ocl_weight({h}, &m->{field}[il], {elems}, {check}, "
+                          f"    if (({guard or '1'}) && !llmc_ocl_weight({h}, &m->{field}[il], {elems}, {check}, "
                           f"&m->{dev}_{field}[il], err, err_len)) goto fail;",
                           "}"]
                 free += [f"for (int il = 0; m->{dev}_{field} && il < m->n_layer; il++) "
@@ -207,7 +207,7 @@ class OpenCLEmitter(Emitter):
                 lines += ["{",
                           "    const int il = 0;",
                           "    (void)il;",
-                          f"    if ({guard or '1'} && !llmc_ocl_weight({h}, &m->{field}, {elems}, {check}, "
+                          f"    if (({guard or '1'}) && !llmc_ocl_weight({h}, &m->{field}, {elems}, {check}, "
                           f"&m->{dev}_{field}, err, err_len)) goto fail;",
                           "}"]
                 free.append(f"llmc_cl_release(m->{dev}_{field});")

@@ -5,9 +5,12 @@ run; one that claims less sends work to the CPU for nothing. Each op's kernel is
 ir/reference.py in test_kernels.py (named below)."""
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 from llmc.codegen.opencl import kernels
 from llmc.codegen.opencl.emit import OpenCLEmitter
+from llmc.compiler.driver import compile_model
 from llmc.compiler.devices import list_profiles
 from llmc.ir.ops import POINTWISE, Op
 
@@ -40,3 +43,15 @@ def test_opencl_profile_claims_every_kernel():
         assert rule is not None and rule.native, f"opencl does not claim {op.value}, which has a kernel"
         assert rule.weights is None and not rule.refuse_inputs and rule.dim_multiple_of <= 1, (op, rule)
         assert hasattr(test_kernels, KERNEL_TESTS[op]), f"{op.value}: no kernel test {KERNEL_TESTS[op]}"
+
+
+ARCH_FILES = sorted(pathlib.Path(__file__).resolve().parents[2].joinpath("archs").glob("*.llmc"))
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("arch", ARCH_FILES, ids=lambda p: p.stem)
+def test_every_arch_compiles_and_builds(arch, profile, tmp_path):
+    """Every arch's generic artifact builds for every OpenCL profile, whose host code guards weight
+    uploads with load-time placement flags (gemma2 on adreno once mixed || and && there, which
+    -Werror=parentheses refused)."""
+    compile_model(str(arch), profile, str(tmp_path / "art"))
