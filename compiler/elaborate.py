@@ -18,6 +18,8 @@ from .parser import parse_file
 
 TOKENS_SYMBOL = "T"            # the number of tokens in this step
 LOAD_CONTEXT = "n_ctx"         # in a weight's load-time choice: the context (per sequence) it is loaded with
+# names generated code gives its own meaning, so an arch may not define them
+RESERVED = {"n_batch": "the most tokens one forward call carries, which the memory plan sizes buffers by"}
 _GGUF_NAME = re.compile(r"^[A-Za-z0-9_.\-{}]+$")
 _SUGAR = {"linear": "matmul (+ bias): linear(x, w) or linear(x, w, b)"}
 ROPE_MODES = {"norm": 0, "neox": 2}
@@ -89,6 +91,8 @@ class Elaborator:
             raise DslError("layer blocks do not nest", item.loc)
 
     def _bind(self, name: str, value, loc: SourceLoc) -> None:
+        if name in RESERVED:
+            raise DslError(f"{name!r} is reserved: {RESERVED[name]}; choose another name", loc)
         if name in self.scope:
             raise DslError(f"{name!r} is already defined", loc)
         self.scope[name] = value

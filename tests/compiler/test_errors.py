@@ -43,6 +43,13 @@ def test_unknown_hyperparameter():
     assert "unknown name 'n_vocab'" in err.message and "n_embd" in err.message
 
 
+def test_reserved_name_is_refused():
+    """A param named n_batch would be read as the memory plan's batch size in generated C."""
+    err = error_of(HEAD + "param n_batch = 4\n")
+    assert (err.loc.line, err.loc.col) == (4, 7)
+    assert "'n_batch' is reserved" in err.message
+
+
 def test_wrong_arity():
     err = error_of(HEAD + "weight e = \"token_embd.weight\" [10, n_embd]\nh = embed(e, tokens)\n"
                    "x = rms_norm(h, h, eps=1e-5)\noutput logits = x\n")
