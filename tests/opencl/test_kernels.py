@@ -62,13 +62,12 @@ def test_matmul(ggml_type, rows, seed):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("ggml_type", ["Q4_0", "Q4_1", "Q8_0", "Q6_K", "F16"])
-def test_matmul_group(ggml_type):
-    """Three matmuls sharing x in one launch, each member's rows starting at a whole work-group (8)."""
-    dev, k = _kernel(f"matmul_group_{ggml_type.lower()}", ggml_type)
-    rng = np.random.default_rng(7)
-    rows, n_in, n_outs = 2, max(quant.BLOCK_LAYOUT[ggml_type][0], 64) * 2, [24, 5, 13]
-    x = rng.standard_normal((rows, n_in)).astype(f32)
+def check_matmul_group(dev, k, ggml_type: str, x: np.ndarray, rng, grid_rows: int, *tail) -> None:
+    """Run a group kernel of three members sharing x (rows, n_in), the second without a bias, each member's
+    rows starting at a whole work-group (8), over grid (32, grid_rows); `tail` are extra trailing args
+    (the tiled kernel's row count). Each member must equal the reference matmul."""
+    rows, n_in = x.shape
+    n_outs = [24, 5, 13]
     ws = [random_weight(ggml_type, n, n_in, rng) for n in n_outs]
     biases = [rng.standard_normal(n).astype(f32) if i != 1 else None for i, n in enumerate(n_outs)]
     xq, xs = activations(ggml_type, x)
@@ -77,11 +76,20 @@ def test_matmul_group(ggml_type):
     args = [("m", y) for y in ys] + [("m", None)] + [("m", dev.buffer(w)) for w in ws] + [("m", None)]
     args += [("m", None if b is None else dev.buffer(b)) for b in biases] + [("m", None)]
     args += [("m", dev.buffer(xq)), ("m", dev.buffer(xs)), ("i", n_in)] + [("i", n) for n in n_outs + [0]]
-    args += [("i", s) for s in starts[1:]]
-    dev.run(k, (starts[3], rows), *args, local=(8, 1))
+    args += [("i", s) for s in starts[1:]] + list(tail)
+    dev.run(k, (starts[3], grid_rows), *args, local=(8, 1))
     for y, w, b, n in zip(ys, ws, biases, n_outs):
         want = quant.matmul_reference(w, ggml_type, x, n_in, n) + (0 if b is None else b)
         np.testing.assert_allclose(dev.read(y, (rows, n)), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("ggml_type", ["Q4_0", "Q4_1", "Q8_0", "Q6_K", "F16"])
+def test_matmul_group(ggml_type):
+    """Three matmuls sharing x in one launch, each member's rows starting at a whole work-group (8)."""
+    dev, k = _kernel(f"matmul_group_{ggml_type.lower()}", ggml_type)
+    rng = np.random.default_rng(7)
+    rows, n_in = 2, max(quant.BLOCK_LAYOUT[ggml_type][0], 64) * 2
+    check_matmul_group(dev, k, ggml_type, rng.standard_normal((rows, n_in)).astype(f32), rng, rows)
 
 
 @SETTINGS

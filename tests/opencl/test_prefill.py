@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from llmc.codegen.opencl import kernels
 from llmc.ir import quant
 
-from tests.opencl.test_kernels import _kernel, activations, random_weight
+from tests.opencl.test_kernels import _kernel, activations, check_matmul_group, random_weight
 
 f32 = np.float32
 TILE = kernels.PREFILL_TILE
@@ -50,18 +50,5 @@ def test_matmul_group_tiled(ggml_type, rows, seed):
     """Three members sharing x, starts at whole work-groups of 8, the second without a bias."""
     dev, k = _kernel(f"matmul_group_tiled_{ggml_type.lower()}", ggml_type)
     rng = np.random.default_rng(seed)
-    n_in, n_outs = 32 * 5, [24, 5, 13]
-    x = rng.standard_normal((rows, n_in)).astype(f32)
-    ws = [random_weight(ggml_type, n, n_in, rng) for n in n_outs]
-    biases = [rng.standard_normal(n).astype(f32) if i != 1 else None for i, n in enumerate(n_outs)]
-    xq, xs = activations(ggml_type, x)
-    ys = [dev.buffer(nbytes=rows * n * 4) for n in n_outs]
-    starts = [0, 24, 24 + 8, 24 + 8 + 16]
-    args = [("m", y) for y in ys] + [("m", None)] + [("m", dev.buffer(w)) for w in ws] + [("m", None)]
-    args += [("m", None if b is None else dev.buffer(b)) for b in biases] + [("m", None)]
-    args += [("m", dev.buffer(xq)), ("m", dev.buffer(xs)), ("i", n_in)] + [("i", n) for n in n_outs + [0]]
-    args += [("i", s) for s in starts[1:]] + [("i", rows)]
-    dev.run(k, (starts[3], -(-rows // TILE)), *args, local=(8, 1))
-    for y, w, b, n in zip(ys, ws, biases, n_outs):
-        want = quant.matmul_reference(w, ggml_type, x, n_in, n) + (0 if b is None else b)
-        np.testing.assert_allclose(dev.read(y, (rows, n)), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    x = rng.standard_normal((rows, 32 * 5)).astype(f32)
+    check_matmul_group(dev, k, ggml_type, x, rng, -(-rows // TILE), ("i", rows))
